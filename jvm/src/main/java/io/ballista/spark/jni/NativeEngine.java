@@ -1,0 +1,89 @@
+package io.ballista.spark.jni;
+
+/**
+ * The JNI entry points of the native engine, implemented by {@code libballista_spark.so}.
+ *
+ * <p>The class loads the library ({@link NativeLibrary#load()}) when it is initialized, so a
+ * missing library surfaces as an {@link ExceptionInInitializerError} (then {@link
+ * NoClassDefFoundError}) on first use; call {@link NativeLibrary#load()} first to get the
+ * {@link UnsatisfiedLinkError} itself.
+ *
+ * <p>Every method reports native errors and panics as {@link NativeException}. A plan handle is
+ * used by one thread at a time. Most callers want {@link NativePlan}, which wraps a handle into
+ * an iterator of Arrow batches.
+ */
+public final class NativeEngine {
+  static {
+    NativeLibrary.load();
+  }
+
+  private NativeEngine() {}
+
+  /**
+   * Decodes a plan and prepares its execution; nothing runs until the first {@link #nextBatch}.
+   *
+   * @param planBytes a serialized {@code ballista.plan.Plan} protobuf message
+   * @param inputs the batch sources of the plan's {@code JvmInput} nodes, by their {@code index};
+   *     the native side keeps references to them until {@link #closePlan}
+   * @return a handle (never 0) to pass to the other methods and finally to {@link #closePlan}
+   * @throws NativeException if the plan is malformed or not supported
+   */
+  public static native long createPlan(byte[] planBytes, BatchSource[] inputs);
+
+  /**
+   * Exports the schema of the plan's output batches (a struct type whose children are the
+   * columns, matching the plan's {@code output_schema}).
+   *
+   * @param handle a plan handle from {@link #createPlan}
+   * @param arrowSchemaAddress address of an empty {@code ArrowSchema} struct to fill; the caller
+   *     then owns it and must release it
+   * @throws NativeException on a native error
+   */
+  public static native void exportSchema(long handle, long arrowSchemaAddress);
+
+  /**
+   * Runs the plan until its next output batch is ready and exports that batch.
+   *
+   * @param handle a plan handle from {@link #createPlan}
+   * @param arrowArrayAddress address of an empty {@code ArrowArray} struct to fill with the batch
+   *     (a struct array whose children are the columns); on {@code true} the caller owns it and
+   *     must release it
+   * @return {@code true} if a batch was exported, {@code false} at the end of the stream (the
+   *     struct is then left untouched)
+   * @throws NativeException if execution fails, including when an input {@link BatchSource}
+   *     threw
+   */
+  public static native boolean nextBatch(long handle, long arrowArrayAddress);
+
+  /**
+   * Stops the plan if it still runs and frees its native resources, including its references
+   * to the input sources. Batches already exported stay valid until released.
+   *
+   * @param handle a plan handle from {@link #createPlan}; not to be used afterwards
+   * @throws NativeException on a native error
+   */
+  public static native void closePlan(long handle);
+
+  /**
+   * Returns the number of plans created and not yet closed, for leak checks in tests.
+   *
+   * @return the number of open plans in this process
+   */
+  public static native long openPlanCount();
+
+  /**
+   * Returns a description of the native library's version, for diagnostics.
+   *
+   * @return the version text, never empty
+   */
+  public static native String version();
+
+  /**
+   * Panics in native code with the given message, to test that panics become Java
+   * exceptions.
+   *
+   * @param message the panic message
+   * @throws NativeException always, with a message that contains {@code message}
+   */
+  public static native void panicForTesting(String message);
+}

@@ -1,0 +1,141 @@
+//! Spark aggregate functions as DataFusion aggregate expressions whose intermediate state
+//! has exactly the layout of Spark's aggregation buffer, so that a partial aggregation on
+//! one side of Spark's exchange and a final one on the other agree, whichever engine runs
+//! each.
+//!
+//! | function | Spark buffer | implementation |
+//! |---|---|---|
+//! | `sum` (integral, floating) | `sum: long / double` | DataFusion `sum` over the cast input |
+//! | `sum` (decimal) | `sum: decimal(p+10, s), isEmpty: boolean` | [`spark_sum::SparkDecimalSum`] |
+//! | `avg` | `sum: double / decimal(p+10, s), count: long` | [`spark_avg::SparkAvg`] |
+//! | `count` | `count: long` | DataFusion `count` |
+//! | `min`, `max` | `value` | DataFusion `min`, `max` |
+
+pub mod spark_avg;
+pub mod spark_sum;
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use ballista_spark_proto as pb;
+use datafusion::common::{Result, plan_datafusion_err, plan_err};
+use datafusion::functions_aggregate::{count::count_udaf, min_max, sum::sum_udaf};
+use datafusion::logical_expr::AggregateUDF;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
+use datafusion::physical_expr::expressions::Column;
+
+use crate::expressions::arithmetic::EvalMode;
+use crate::expressions::cast::SparkCast;
+use crate::expressions::{create_physical_expr, eval_mode};
+use crate::types::arrow_type;
+
+/// Whether the aggregate consumes input rows (partial) or Spark buffers (final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Partial,
+    Final,
+}
+
+/// The DataFusion aggregate expression for one Spark aggregate function.
+///
+/// In the partial phase the arguments are bound to `input_schema`; in the final phase only
+/// their types matter (the input holds buffers), and the expression is built over a schema
+/// of those types, as DataFusion's final aggregation expects.
+pub fn create_aggregate_expr(
+    function: &pb::AggregateFunction,
+    phase: Phase,
+    input_schema: &Schema,
+) -> Result<Arc<AggregateFunctionExpr>> {
+    let kind = pb::AggregateFunctionKind::try_from(function.kind)
+        .map_err(|_| plan_datafusion_err!("unknown aggregate function {}", function.kind))?;
+    let mode = eval_mode(function.eval_mode)?;
+    let [arg_type] = function.arg_types.as_slice() else {
+        return plan_err!(
+            "aggregate {kind:?} with {} arguments",
+            function.arg_types.len()
+        );
+    };
+    let arg_type = arrow_type(arg_type)?;
+    let (udaf, buffer_input_type) = function_for(kind, &arg_type, mode)?;
+
+    let (arg, schema) = match phase {
+        Phase::Partial => {
+            let [arg] = function.args.as_slice() else {
+                return plan_err!("aggregate {kind:?} needs its argument");
+            };
+            let mut arg = create_physical_expr(arg, input_schema)?;
+            if arg.data_type(input_schema)? != buffer_input_type {
+                arg = Arc::new(SparkCast::try_new(
+                    arg,
+                    buffer_input_type,
+                    EvalMode::Legacy,
+                    input_schema,
+                )?);
+            }
+            (arg, Arc::new(input_schema.clone()))
+        }
+        Phase::Final => {
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "arg",
+                buffer_input_type,
+                true,
+            )]));
+            (
+                Arc::new(Column::new("arg", 0)) as Arc<dyn PhysicalExpr>,
+                schema,
+            )
+        }
+    };
+    let expr = AggregateExprBuilder::new(Arc::new(udaf), vec![arg])
+        .schema(schema)
+        .alias(&function.name)
+        .build()?;
+    let expected = arrow_type(
+        function
+            .result_type
+            .as_ref()
+            .ok_or_else(|| plan_datafusion_err!("aggregate result type not set"))?,
+    )?;
+    if expr.field().data_type() != &expected {
+        return plan_err!(
+            "aggregate {kind:?} over {arg_type} gives {} but Spark expects {expected}",
+            expr.field().data_type()
+        );
+    }
+    Ok(Arc::new(expr))
+}
+
+/// The function implementing `kind` over `arg_type`, and the type its input must be cast to
+/// first (Spark casts the input of `sum` and `avg` to the buffer's type).
+fn function_for(
+    kind: pb::AggregateFunctionKind,
+    arg_type: &DataType,
+    mode: EvalMode,
+) -> Result<(AggregateUDF, DataType)> {
+    use pb::AggregateFunctionKind as K;
+    let numeric = arg_type.is_numeric();
+    Ok(match kind {
+        K::Sum if matches!(arg_type, DataType::Decimal128(..)) => (
+            AggregateUDF::new_from_impl(spark_sum::SparkDecimalSum::new(mode)),
+            arg_type.clone(),
+        ),
+        // Integral sums wrap around on overflow in both engines (outside ANSI mode).
+        K::Sum if arg_type.is_integer() && mode != EvalMode::Ansi => {
+            (sum_udaf().as_ref().clone(), DataType::Int64)
+        }
+        K::Sum if arg_type.is_floating() => (sum_udaf().as_ref().clone(), DataType::Float64),
+        K::Avg if matches!(arg_type, DataType::Decimal128(..)) => (
+            AggregateUDF::new_from_impl(spark_avg::SparkAvg::new(mode)),
+            arg_type.clone(),
+        ),
+        K::Avg if numeric => (
+            AggregateUDF::new_from_impl(spark_avg::SparkAvg::new(mode)),
+            DataType::Float64,
+        ),
+        K::Count => (count_udaf().as_ref().clone(), arg_type.clone()),
+        K::Min => (min_max::min_udaf().as_ref().clone(), arg_type.clone()),
+        K::Max => (min_max::max_udaf().as_ref().clone(), arg_type.clone()),
+        _ => return plan_err!("unsupported aggregate {kind:?} over {arg_type} ({mode:?})"),
+    })
+}

@@ -1,0 +1,222 @@
+//! Runs the native plan of one Spark task and hands out its output batches, in the schema
+//! Spark expects, one at a time to a blocking caller (a JVM task thread).
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
+
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use ballista_spark_proto as pb;
+use datafusion::common::{DataFusionError, Result, exec_err, plan_datafusion_err};
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use datafusion::prelude::SessionConfig;
+use futures::StreamExt;
+use prost::Message;
+
+use crate::input::BatchSource;
+use crate::planner::PhysicalPlanner;
+use crate::types::arrow_schema;
+
+const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// The process-wide Tokio runtime that drives native plans. Task threads block on it; the
+/// worker threads run what DataFusion spawns (e.g. Parquet prefetching).
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("ballista-native")
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| DataFusionError::Execution(format!("cannot start the Tokio runtime: {e}")))
+}
+
+fn runtime_env() -> Arc<RuntimeEnv> {
+    static ENV: OnceLock<Arc<RuntimeEnv>> = OnceLock::new();
+    Arc::clone(ENV.get_or_init(|| Arc::new(RuntimeEnv::default())))
+}
+
+/// One task's native execution: the plan, its output stream and Spark's expected schema.
+pub struct TaskExecution {
+    plan: Arc<dyn ExecutionPlan>,
+    stream: Option<SendableRecordBatchStream>,
+    output_schema: SchemaRef,
+}
+
+impl TaskExecution {
+    /// Decodes `plan_bytes` and starts executing it.
+    pub fn try_new(plan_bytes: &[u8], inputs: Vec<Arc<dyn BatchSource>>) -> Result<Self> {
+        let plan = pb::Plan::decode(plan_bytes).map_err(|e| {
+            plan_datafusion_err!("malformed plan ({} bytes): {e}", plan_bytes.len())
+        })?;
+        Self::from_plan(&plan, inputs)
+    }
+
+    /// Builds and starts executing `plan`.
+    pub fn from_plan(plan: &pb::Plan, inputs: Vec<Arc<dyn BatchSource>>) -> Result<Self> {
+        let batch_size = match plan.batch_size {
+            0 => DEFAULT_BATCH_SIZE,
+            n => n as usize,
+        };
+        let root = plan
+            .root
+            .as_ref()
+            .ok_or_else(|| plan_datafusion_err!("plan has no root"))?;
+        // Spark's nullability is advisory here: Arrow vectors carry validity either way.
+        let output_schema = all_nullable(&arrow_schema(
+            plan.output_schema
+                .as_ref()
+                .ok_or_else(|| plan_datafusion_err!("plan has no output schema"))?,
+        )?);
+        let physical = PhysicalPlanner::new(batch_size, inputs).create_plan(root)?;
+        check_output_types(&physical.schema(), &output_schema)?;
+
+        let config = SessionConfig::new()
+            .with_batch_size(batch_size)
+            // Spark parallelises across tasks; each task runs one partition.
+            .with_target_partitions(1);
+        let context = Arc::new(
+            TaskContext::default()
+                .with_session_config(config)
+                .with_runtime(runtime_env()),
+        );
+        let stream = {
+            let _guard = runtime()?.enter();
+            execute_stream(Arc::clone(&physical), context)?
+        };
+        Ok(Self {
+            plan: physical,
+            stream: Some(stream),
+            output_schema,
+        })
+    }
+
+    /// The schema of the batches [`Self::next_batch`] returns.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.output_schema)
+    }
+
+    /// The DataFusion plan, for display and tests.
+    pub fn plan(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.plan
+    }
+
+    /// Blocks until the next batch is ready; `None` at the end of the output.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let runtime = runtime()?;
+        loop {
+            // Libraries below may panic on bad input (e.g. a corrupt Parquet footer): report
+            // it as this task's error rather than unwinding into the caller.
+            let next = catch_unwind(AssertUnwindSafe(|| runtime.block_on(stream.next())))
+                .unwrap_or_else(|panic| {
+                    Some(exec_err!("native panic: {}", panic_message(panic.as_ref())))
+                });
+            match next {
+                Some(Ok(batch)) if batch.num_rows() == 0 => continue,
+                Some(Ok(batch)) => return conform_output(batch, &self.output_schema).map(Some),
+                Some(Err(e)) => {
+                    self.stream = None;
+                    return Err(e);
+                }
+                None => {
+                    self.stream = None;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the engine's type can be handed to Spark as `expected` (equal, or a cast that
+/// only changes the physical layout).
+fn compatible(actual: &DataType, expected: &DataType) -> bool {
+    actual == expected
+        || matches!(
+            (actual, expected),
+            (DataType::Utf8View | DataType::LargeUtf8, DataType::Utf8)
+                | (
+                    DataType::BinaryView | DataType::LargeBinary,
+                    DataType::Binary
+                )
+        )
+}
+
+fn check_output_types(actual: &SchemaRef, expected: &SchemaRef) -> Result<()> {
+    if actual.fields().len() != expected.fields().len() {
+        return exec_err!(
+            "native plan produces {} columns but Spark expects {}",
+            actual.fields().len(),
+            expected.fields().len()
+        );
+    }
+    for (a, e) in actual.fields().iter().zip(expected.fields()) {
+        if !compatible(a.data_type(), e.data_type()) {
+            return exec_err!(
+                "native column {} has type {} but Spark expects {} for {}",
+                a.name(),
+                a.data_type(),
+                e.data_type(),
+                e.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Relabels a batch with Spark's schema, casting layout-only differences.
+fn conform_output(batch: RecordBatch, expected: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(expected.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                Ok(cast_with_options(
+                    c,
+                    f.data_type(),
+                    &CastOptions::default(),
+                )?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(expected),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// `schema` with every field nullable.
+pub fn all_nullable(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_string())
+}

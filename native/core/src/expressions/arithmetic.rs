@@ -1,0 +1,259 @@
+//! Spark's `+ - * /` where DataFusion's operators differ from Spark: decimal results use the
+//! type Spark computed (rounding HALF_UP, null or error on overflow), division by zero gives
+//! null, and integer overflow wraps unless ANSI mode asks for an error.
+
+use std::fmt::{self, Display, Formatter};
+use std::hash::Hash;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Float32Array, Float64Array};
+use arrow::compute::kernels::numeric;
+use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Float64Type, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::{Result, exec_err, internal_err};
+use datafusion::logical_expr::ColumnarValue;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::kernels::decimal::{self, DecimalOp, DecimalResult};
+
+/// How overflow and division by zero are reported (Spark's `EvalMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EvalMode {
+    /// Null for decimals and division by zero; integers wrap around.
+    Legacy,
+    /// An error.
+    Ansi,
+    /// Null.
+    Try,
+}
+
+/// A binary arithmetic expression with Spark semantics and a result type fixed by Spark.
+#[derive(Debug, Clone)]
+pub struct SparkArithmetic {
+    op: DecimalOp,
+    left: Arc<dyn PhysicalExpr>,
+    right: Arc<dyn PhysicalExpr>,
+    return_type: DataType,
+    eval_mode: EvalMode,
+}
+
+impl SparkArithmetic {
+    /// Creates the expression; `return_type` is the type Spark derived for it.
+    pub fn try_new(
+        op: DecimalOp,
+        left: Arc<dyn PhysicalExpr>,
+        right: Arc<dyn PhysicalExpr>,
+        return_type: DataType,
+        eval_mode: EvalMode,
+        input_schema: &Schema,
+    ) -> Result<Self> {
+        let (lt, rt) = (
+            left.data_type(input_schema)?,
+            right.data_type(input_schema)?,
+        );
+        let supported = match (&lt, &rt, &return_type) {
+            (DataType::Decimal128(..), DataType::Decimal128(..), DataType::Decimal128(..)) => true,
+            (l, r, t) if l == r && r == t => {
+                matches!(t, DataType::Float32 | DataType::Float64)
+                    || (t.is_integer() && op != DecimalOp::Divide && eval_mode != EvalMode::Try)
+            }
+            _ => false,
+        };
+        if !supported {
+            return exec_err!(
+                "unsupported arithmetic {op:?} on {lt} and {rt} giving {return_type}"
+            );
+        }
+        Ok(Self {
+            op,
+            left,
+            right,
+            return_type,
+            eval_mode,
+        })
+    }
+
+    fn evaluate_decimal(&self, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
+        let (DataType::Decimal128(_, ls), DataType::Decimal128(_, rs)) =
+            (l.data_type(), r.data_type())
+        else {
+            return internal_err!(
+                "decimal arithmetic on {} and {}",
+                l.data_type(),
+                r.data_type()
+            );
+        };
+        let DataType::Decimal128(p, s) = self.return_type else {
+            return internal_err!("decimal arithmetic giving {}", self.return_type);
+        };
+        let (l, r) = (
+            l.as_primitive::<arrow::datatypes::Decimal128Type>(),
+            r.as_primitive::<arrow::datatypes::Decimal128Type>(),
+        );
+        let mut values = Vec::with_capacity(l.len());
+        for i in 0..l.len() {
+            if l.is_null(i) || r.is_null(i) {
+                values.push(None);
+                continue;
+            }
+            let v = match decimal::apply(self.op, l.value(i), *ls, r.value(i), *rs, p, s) {
+                DecimalResult::Value(v) => Some(v),
+                DecimalResult::Overflow if self.eval_mode == EvalMode::Ansi => {
+                    return exec_err!(
+                        "[NUMERIC_VALUE_OUT_OF_RANGE] {:?} result does not fit Decimal({p}, {s})",
+                        self.op
+                    );
+                }
+                DecimalResult::DivideByZero if self.eval_mode == EvalMode::Ansi => {
+                    return exec_err!("[DIVIDE_BY_ZERO] Division by zero");
+                }
+                DecimalResult::Overflow | DecimalResult::DivideByZero => None,
+            };
+            values.push(v);
+        }
+        let array = Decimal128Array::from(values).with_precision_and_scale(p, s)?;
+        Ok(Arc::new(array))
+    }
+
+    fn evaluate_float_divide(&self, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
+        match l.data_type() {
+            DataType::Float64 => {
+                let (l, r) = (
+                    l.as_primitive::<Float64Type>(),
+                    r.as_primitive::<Float64Type>(),
+                );
+                let out: Float64Array = l
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(a, b)| divide_or_null(a, b, 0.0, self.eval_mode))
+                    .collect::<Result<_>>()?;
+                Ok(Arc::new(out))
+            }
+            DataType::Float32 => {
+                let (l, r) = (
+                    l.as_primitive::<Float32Type>(),
+                    r.as_primitive::<Float32Type>(),
+                );
+                let out: Float32Array = l
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(a, b)| divide_or_null(a, b, 0.0, self.eval_mode))
+                    .collect::<Result<_>>()?;
+                Ok(Arc::new(out))
+            }
+            t => internal_err!("float division on {t}"),
+        }
+    }
+
+    fn evaluate_native(&self, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
+        let checked = self.eval_mode == EvalMode::Ansi;
+        let result = match (self.op, checked) {
+            (DecimalOp::Add, false) => numeric::add_wrapping(l, r),
+            (DecimalOp::Add, true) => numeric::add(l, r),
+            (DecimalOp::Subtract, false) => numeric::sub_wrapping(l, r),
+            (DecimalOp::Subtract, true) => numeric::sub(l, r),
+            (DecimalOp::Multiply, false) => numeric::mul_wrapping(l, r),
+            (DecimalOp::Multiply, true) => numeric::mul(l, r),
+            (DecimalOp::Divide, _) => return self.evaluate_float_divide(l, r),
+        };
+        result.or_else(|e| exec_err!("[ARITHMETIC_OVERFLOW] {e}"))
+    }
+}
+
+fn divide_or_null<T>(a: Option<T>, b: Option<T>, zero: T, mode: EvalMode) -> Result<Option<T>>
+where
+    T: PartialEq + std::ops::Div<Output = T>,
+{
+    match (a, b) {
+        (Some(_), Some(b)) if b == zero => {
+            if mode == EvalMode::Ansi {
+                exec_err!("[DIVIDE_BY_ZERO] Division by zero")
+            } else {
+                Ok(None)
+            }
+        }
+        (Some(a), Some(b)) => Ok(Some(a / b)),
+        _ => Ok(None),
+    }
+}
+
+// Arc<dyn PhysicalExpr> fields need hand-written equality and hashing.
+impl PartialEq for SparkArithmetic {
+    fn eq(&self, other: &Self) -> bool {
+        self.left.as_ref() == other.left.as_ref()
+            && self.right.as_ref() == other.right.as_ref()
+            && self.op == other.op
+            && self.return_type == other.return_type
+            && self.eval_mode == other.eval_mode
+    }
+}
+
+impl Eq for SparkArithmetic {}
+
+impl std::hash::Hash for SparkArithmetic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.left.hash(state);
+        self.right.hash(state);
+        self.op.hash(state);
+        self.return_type.hash(state);
+        self.eval_mode.hash(state);
+    }
+}
+
+impl Display for SparkArithmetic {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let symbol = match self.op {
+            DecimalOp::Add => "+",
+            DecimalOp::Subtract => "-",
+            DecimalOp::Multiply => "*",
+            DecimalOp::Divide => "/",
+        };
+        write!(f, "({} {symbol} {})", self.left, self.right)
+    }
+}
+
+impl PhysicalExpr for SparkArithmetic {
+    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
+        // Overflow and division by zero give null, so the result is nullable.
+        let _ = input_schema;
+        Ok(Arc::new(Field::new(
+            self.to_string(),
+            self.return_type.clone(),
+            true,
+        )))
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let rows = batch.num_rows();
+        let l = self.left.evaluate(batch)?.into_array(rows)?;
+        let r = self.right.evaluate(batch)?.into_array(rows)?;
+        let out = if matches!(self.return_type, DataType::Decimal128(..)) {
+            self.evaluate_decimal(&l, &r)?
+        } else {
+            self.evaluate_native(&l, &r)?
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.left, &self.right]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let [left, right]: [Arc<dyn PhysicalExpr>; 2] = children
+            .try_into()
+            .or_else(|_| internal_err!("arithmetic takes two children"))?;
+        Ok(Arc::new(Self {
+            left,
+            right,
+            ..(*self).clone()
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}

@@ -1,0 +1,163 @@
+//! Spark expressions (bound protobuf `Expr`s) to DataFusion physical expressions.
+//!
+//! DataFusion's own expressions are used where their semantics equal Spark's (column
+//! references, literals, comparisons of equal types, three-valued `AND`/`OR`/`NOT`, null
+//! tests); Spark-specific ones live in the submodules.
+
+pub mod arithmetic;
+pub mod cast;
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use ballista_spark_proto as pb;
+use datafusion::common::{Result, ScalarValue, plan_datafusion_err, plan_err};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, Literal, NotExpr,
+};
+
+use crate::kernels::decimal::DecimalOp;
+use crate::types::{arrow_type, literal_value};
+use arithmetic::{EvalMode, SparkArithmetic};
+use cast::SparkCast;
+
+/// Creates the physical expression for `expr`, bound to `input_schema`.
+pub fn create_physical_expr(
+    expr: &pb::Expr,
+    input_schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    use pb::expr::Kind;
+    let kind = expr
+        .kind
+        .as_ref()
+        .ok_or_else(|| plan_datafusion_err!("expression kind not set"))?;
+    match kind {
+        Kind::Column(c) => column(c, input_schema),
+        Kind::Literal(l) => Ok(Arc::new(Literal::new(literal_value(l)?))),
+        Kind::Binary(b) => binary(b, input_schema),
+        Kind::Unary(u) => {
+            let child = create_physical_expr(required(&u.child, "unary child")?, input_schema)?;
+            match pb::UnaryOp::try_from(u.op) {
+                Ok(pb::UnaryOp::Not) => Ok(Arc::new(NotExpr::new(child))),
+                Ok(pb::UnaryOp::IsNull) => Ok(Arc::new(IsNullExpr::new(child))),
+                Ok(pb::UnaryOp::IsNotNull) => Ok(Arc::new(IsNotNullExpr::new(child))),
+                _ => plan_err!("unknown unary operator {}", u.op),
+            }
+        }
+        Kind::Cast(c) => {
+            let child = create_physical_expr(required(&c.child, "cast child")?, input_schema)?;
+            let to = arrow_type(required(&c.to, "cast type")?)?;
+            Ok(Arc::new(SparkCast::try_new(
+                child,
+                to,
+                eval_mode(c.eval_mode)?,
+                input_schema,
+            )?))
+        }
+    }
+}
+
+/// A required sub-message, or a plan error naming it.
+pub(crate) fn required<'a, T>(field: &'a Option<T>, what: &str) -> Result<&'a T> {
+    field
+        .as_ref()
+        .ok_or_else(|| plan_datafusion_err!("{what} not set"))
+}
+
+pub(crate) fn eval_mode(mode: i32) -> Result<EvalMode> {
+    match pb::EvalMode::try_from(mode) {
+        Ok(pb::EvalMode::Legacy) => Ok(EvalMode::Legacy),
+        Ok(pb::EvalMode::Ansi) => Ok(EvalMode::Ansi),
+        Ok(pb::EvalMode::Try) => Ok(EvalMode::Try),
+        Err(_) => plan_err!("unknown eval mode {mode}"),
+    }
+}
+
+fn column(c: &pb::BoundReference, input_schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
+    let index = c.index as usize;
+    let field = input_schema.fields().get(index).ok_or_else(|| {
+        plan_datafusion_err!(
+            "column {index} out of range for an input of {} columns",
+            input_schema.fields().len()
+        )
+    })?;
+    let expected = arrow_type(required(&c.data_type, "column type")?)?;
+    if field.data_type() != &expected {
+        return plan_err!(
+            "column {index} has type {} but the plan expects {expected}",
+            field.data_type()
+        );
+    }
+    Ok(Arc::new(Column::new(field.name(), index)))
+}
+
+fn binary(b: &pb::BinaryExpr, input_schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
+    let left = create_physical_expr(required(&b.left, "left operand")?, input_schema)?;
+    let right = create_physical_expr(required(&b.right, "right operand")?, input_schema)?;
+    let op = pb::BinaryOp::try_from(b.op)
+        .map_err(|_| plan_datafusion_err!("unknown binary operator {}", b.op))?;
+    let arithmetic = match op {
+        pb::BinaryOp::Add => Some(DecimalOp::Add),
+        pb::BinaryOp::Subtract => Some(DecimalOp::Subtract),
+        pb::BinaryOp::Multiply => Some(DecimalOp::Multiply),
+        pb::BinaryOp::Divide => Some(DecimalOp::Divide),
+        _ => None,
+    };
+    if let Some(op) = arithmetic {
+        let return_type = arrow_type(required(&b.return_type, "arithmetic result type")?)?;
+        return Ok(Arc::new(SparkArithmetic::try_new(
+            op,
+            left,
+            right,
+            return_type,
+            eval_mode(b.eval_mode)?,
+            input_schema,
+        )?));
+    }
+    let df_op = match op {
+        pb::BinaryOp::Eq => Operator::Eq,
+        pb::BinaryOp::Lt => Operator::Lt,
+        pb::BinaryOp::LtEq => Operator::LtEq,
+        pb::BinaryOp::Gt => Operator::Gt,
+        pb::BinaryOp::GtEq => Operator::GtEq,
+        pb::BinaryOp::EqNullSafe => Operator::IsNotDistinctFrom,
+        pb::BinaryOp::And => Operator::And,
+        pb::BinaryOp::Or => Operator::Or,
+        _ => return plan_err!("unsupported binary operator {op:?}"),
+    };
+    if matches!(df_op, Operator::And | Operator::Or) {
+        return Ok(Arc::new(BinaryExpr::new(left, df_op, right)));
+    }
+    let (lt, rt) = (
+        left.data_type(input_schema)?,
+        right.data_type(input_schema)?,
+    );
+    if lt != rt {
+        return plan_err!("comparison of different types {lt} and {rt}");
+    }
+    // Arrow orders floats by IEEE total order (NaN largest, NaN = NaN), as Spark does, except
+    // that it puts -0.0 below 0.0 where Spark treats them as equal: adding +0.0 turns -0.0
+    // into 0.0 and leaves every other value unchanged.
+    let (left, right) = match lt {
+        DataType::Float32 => (
+            normalize_zero(left, ScalarValue::Float32(Some(0.0))),
+            normalize_zero(right, ScalarValue::Float32(Some(0.0))),
+        ),
+        DataType::Float64 => (
+            normalize_zero(left, ScalarValue::Float64(Some(0.0))),
+            normalize_zero(right, ScalarValue::Float64(Some(0.0))),
+        ),
+        _ => (left, right),
+    };
+    Ok(Arc::new(BinaryExpr::new(left, df_op, right)))
+}
+
+fn normalize_zero(expr: Arc<dyn PhysicalExpr>, zero: ScalarValue) -> Arc<dyn PhysicalExpr> {
+    Arc::new(BinaryExpr::new(
+        expr,
+        Operator::Plus,
+        Arc::new(Literal::new(zero)),
+    ))
+}

@@ -1,0 +1,270 @@
+//! Spark's decimal arithmetic on unscaled values.
+//!
+//! Spark 3.5 computes `+ - * /` on `java.math.BigDecimal`: `*` keeps 39 significant digits
+//! (rounding DOWN), `/` keeps 39 fractional digits (rounding DOWN), and the result is then
+//! rounded HALF_UP to the result type's scale and checked against its precision. Because the
+//! truncation happens at a finer position than the final rounding and never crosses a value
+//! representable there, the outcome equals rounding the *exact* result HALF_UP once, which
+//! is what this module does with 256-bit intermediates (wide enough for any product of two
+//! 38-digit values; a wider dividend can only mean an overflowing quotient).
+
+use arrow::datatypes::i256;
+
+/// Largest precision of a Spark decimal.
+pub const MAX_PRECISION: u8 = 38;
+
+/// Result of one decimal operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalResult {
+    Value(i128),
+    /// The rounded result needs more digits than the result precision allows.
+    Overflow,
+    DivideByZero,
+}
+
+/// The four operators Spark evaluates on decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecimalOp {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+}
+
+/// 10^n as a 256-bit integer (n <= 76).
+pub fn pow10(n: u32) -> i256 {
+    let ten = i256::from_i128(10);
+    let mut acc = i256::ONE;
+    for _ in 0..n {
+        acc = acc.wrapping_mul(ten);
+    }
+    acc
+}
+
+/// 10^n for n <= 38.
+pub fn pow10_i128(n: u32) -> i128 {
+    10_i128.pow(n)
+}
+
+/// `n / d` rounded HALF_UP (ties away from zero); `d` must not be zero.
+pub fn div_round_half_up(n: i256, d: i256) -> i256 {
+    let q = n.wrapping_div(d);
+    let r = n.wrapping_rem(d);
+    if r == i256::ZERO {
+        return q;
+    }
+    // |2r| >= |d| means the dropped fraction is at least one half.
+    let twice_r = r.wrapping_mul(i256::from_i128(2)).wrapping_abs();
+    if twice_r >= d.wrapping_abs() {
+        if (n < i256::ZERO) != (d < i256::ZERO) {
+            q.wrapping_sub(i256::ONE)
+        } else {
+            q.wrapping_add(i256::ONE)
+        }
+    } else {
+        q
+    }
+}
+
+/// Changes the scale of an unscaled value, rounding HALF_UP when digits are dropped.
+/// `None` when scaling up overflows 256 bits.
+pub fn rescale(value: i256, from_scale: i8, to_scale: i8) -> Option<i256> {
+    let diff = i32::from(to_scale) - i32::from(from_scale);
+    if diff == 0 {
+        Some(value)
+    } else if diff > 0 {
+        value.checked_mul(pow10(diff as u32))
+    } else {
+        Some(div_round_half_up(value, pow10((-diff) as u32)))
+    }
+}
+
+/// The value as an i128 if it has at most `precision` digits.
+pub fn fit_precision(value: i256, precision: u8) -> Option<i128> {
+    let limit = pow10(u32::from(precision));
+    if value.wrapping_abs() < limit && value > limit.wrapping_neg() {
+        value.to_i128()
+    } else {
+        None
+    }
+}
+
+/// Spark's `Decimal.changePrecision(precision, scale, ROUND_HALF_UP)` on one value:
+/// `None` on overflow.
+pub fn change_precision(
+    value: i128,
+    from_scale: i8,
+    to_precision: u8,
+    to_scale: i8,
+) -> Option<i128> {
+    rescale(i256::from_i128(value), from_scale, to_scale)
+        .and_then(|v| fit_precision(v, to_precision))
+}
+
+/// Evaluates `left op right` for unscaled values of scales `left_scale` and `right_scale`,
+/// giving an unscaled value of the result type `(precision, scale)`.
+pub fn apply(
+    op: DecimalOp,
+    left: i128,
+    left_scale: i8,
+    right: i128,
+    right_scale: i8,
+    precision: u8,
+    scale: i8,
+) -> DecimalResult {
+    let l = i256::from_i128(left);
+    let r = i256::from_i128(right);
+    let exact = match op {
+        DecimalOp::Add | DecimalOp::Subtract => {
+            // Align both operands to the larger scale: exact, at most 76 digits.
+            let common = left_scale.max(right_scale);
+            let (Some(l), Some(r)) = (
+                rescale(l, left_scale, common),
+                rescale(r, right_scale, common),
+            ) else {
+                return DecimalResult::Overflow;
+            };
+            let sum = if op == DecimalOp::Add {
+                l.checked_add(r)
+            } else {
+                l.checked_sub(r)
+            };
+            sum.and_then(|v| rescale(v, common, scale))
+        }
+        DecimalOp::Multiply => {
+            // The product of two 38-digit values has at most 76 digits: always fits.
+            let product = l.wrapping_mul(r);
+            rescale(product, left_scale + right_scale, scale)
+        }
+        DecimalOp::Divide => {
+            if right == 0 {
+                return DecimalResult::DivideByZero;
+            }
+            // left / right at `scale`: (l * 10^(scale - ls + rs)) / r, rounded HALF_UP.
+            let shift = i32::from(scale) - i32::from(left_scale) + i32::from(right_scale);
+            if shift >= 0 {
+                l.checked_mul(pow10(shift as u32))
+                    .map(|n| div_round_half_up(n, r))
+            } else {
+                r.checked_mul(pow10((-shift) as u32))
+                    .map(|d| div_round_half_up(l, d))
+            }
+        }
+    };
+    match exact.and_then(|v| fit_precision(v, precision)) {
+        Some(v) => DecimalResult::Value(v),
+        None => DecimalResult::Overflow,
+    }
+}
+
+/// Spark's `DecimalType.adjustPrecisionScale` (with `allowPrecisionLoss`): bounds a result
+/// type to 38 digits by giving up fractional digits, keeping at least 6 of them.
+pub fn adjust_precision_scale(precision: i32, scale: i32) -> (u8, i8) {
+    if precision <= i32::from(MAX_PRECISION) {
+        (precision as u8, scale as i8)
+    } else {
+        let int_digits = precision - scale;
+        let min_scale = scale.min(6);
+        let adjusted = (i32::from(MAX_PRECISION) - int_digits).max(min_scale);
+        (MAX_PRECISION, adjusted as i8)
+    }
+}
+
+/// The result type of Spark's decimal `Divide` (with `allowPrecisionLoss`, Spark's default).
+pub fn divide_result_type(p1: u8, s1: i8, p2: u8, s2: i8) -> (u8, i8) {
+    let (p1, s1, p2, s2) = (i32::from(p1), i32::from(s1), i32::from(p2), i32::from(s2));
+    let int_digits = p1 - s1 + s2;
+    let scale = 6.max(s1 + p2 + 1);
+    adjust_precision_scale(int_digits + scale, scale)
+}
+
+/// Spark's `DecimalType.bounded(precision, scale)`.
+pub fn bounded(precision: i32, scale: i32) -> (u8, i8) {
+    (
+        precision.min(i32::from(MAX_PRECISION)) as u8,
+        scale.min(i32::from(MAX_PRECISION)) as i8,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DecimalResult::*;
+
+    #[test]
+    fn half_up_rounds_ties_away_from_zero() {
+        let d = |n: i128, q: i128| div_round_half_up(i256::from_i128(n), i256::from_i128(q));
+        assert_eq!(d(25, 10), i256::from_i128(3));
+        assert_eq!(d(-25, 10), i256::from_i128(-3));
+        assert_eq!(d(24, 10), i256::from_i128(2));
+        assert_eq!(d(-24, 10), i256::from_i128(-2));
+        assert_eq!(d(25, -10), i256::from_i128(-3));
+        assert_eq!(d(15, 10), i256::from_i128(2));
+    }
+
+    #[test]
+    fn multiply_keeps_exact_scale() {
+        // 1.25 * 2.50 = 3.1250 as decimal(31, 4)
+        assert_eq!(
+            apply(DecimalOp::Multiply, 125, 2, 250, 2, 31, 4),
+            Value(31250)
+        );
+        // rounded to scale 1 HALF_UP: 3.1
+        assert_eq!(apply(DecimalOp::Multiply, 125, 2, 250, 2, 31, 1), Value(31));
+        // -1.25 * 0.3 = -0.375 -> scale 2: -0.38
+        assert_eq!(apply(DecimalOp::Multiply, -125, 2, 3, 1, 10, 2), Value(-38));
+    }
+
+    #[test]
+    fn overflow_is_reported() {
+        let big = pow10_i128(37) * 9; // 9e37, 38 digits
+        assert_eq!(apply(DecimalOp::Add, big, 0, big, 0, 38, 0), Overflow);
+        assert_eq!(apply(DecimalOp::Multiply, big, 0, big, 0, 38, 0), Overflow);
+        assert_eq!(apply(DecimalOp::Add, 99, 0, 1, 0, 2, 0), Overflow);
+        assert_eq!(apply(DecimalOp::Add, 98, 0, 1, 0, 2, 0), Value(99));
+    }
+
+    #[test]
+    fn division_rounds_half_up_and_detects_zero() {
+        // 1 / 3 at scale 6 = 0.333333
+        assert_eq!(apply(DecimalOp::Divide, 1, 0, 3, 0, 38, 6), Value(333_333));
+        // 2 / 3 at scale 6 = 0.666667
+        assert_eq!(apply(DecimalOp::Divide, 2, 0, 3, 0, 38, 6), Value(666_667));
+        // -2 / 3 = -0.666667
+        assert_eq!(
+            apply(DecimalOp::Divide, -2, 0, 3, 0, 38, 6),
+            Value(-666_667)
+        );
+        assert_eq!(apply(DecimalOp::Divide, 1, 0, 0, 0, 38, 6), DivideByZero);
+        // 10.00 / 0.5 at scale 2 = 20.00 (result scale below operand scales)
+        assert_eq!(apply(DecimalOp::Divide, 1000, 2, 5, 1, 10, 2), Value(2000));
+        // huge dividend shift: quotient cannot fit
+        assert_eq!(
+            apply(DecimalOp::Divide, pow10_i128(37), 0, 1, 38, 38, 38),
+            Overflow
+        );
+    }
+
+    #[test]
+    fn subtract_aligns_scales() {
+        // 1 - 0.05 = 0.95 (decimal(1,0) - decimal(15,2) -> decimal(16,2))
+        assert_eq!(apply(DecimalOp::Subtract, 1, 0, 5, 2, 16, 2), Value(95));
+    }
+
+    #[test]
+    fn result_types_follow_spark() {
+        // avg(decimal(15,2)): sum decimal(25,2) / count decimal(20,0)
+        assert_eq!(divide_result_type(25, 2, 20, 0), (38, 15));
+        assert_eq!(divide_result_type(10, 2, 5, 0), (16, 8));
+        assert_eq!(adjust_precision_scale(49, 6), (38, 6));
+        assert_eq!(bounded(45, 2), (38, 2));
+    }
+
+    #[test]
+    fn change_precision_rounds_and_checks() {
+        assert_eq!(change_precision(12345, 3, 5, 2), Some(1235));
+        assert_eq!(change_precision(-12345, 3, 5, 2), Some(-1235));
+        assert_eq!(change_precision(99999, 2, 4, 2), None);
+        assert_eq!(change_precision(5, 0, 3, 2), Some(500));
+    }
+}

@@ -1,0 +1,4 @@
+//! Spark-exact compute kernels on unscaled values and Arrow arrays, where Arrow's and
+//! DataFusion's defaults differ from Spark.
+
+pub mod decimal;

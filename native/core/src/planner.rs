@@ -1,0 +1,150 @@
+//! Protobuf plan nodes to DataFusion execution plans.
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use ballista_spark_proto as pb;
+use datafusion::common::{Result, plan_datafusion_err, plan_err};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+
+use crate::aggregates::{Phase, create_aggregate_expr};
+use crate::execution::all_nullable;
+use crate::expressions::{create_physical_expr, required};
+use crate::input::{BatchSource, InputExec};
+use crate::scan::parquet_scan;
+use crate::types::arrow_schema;
+
+/// Builds execution plans for one task; inputs are the batch sources handed over by the
+/// JVM, referred to by index from `JvmInput` nodes.
+pub struct PhysicalPlanner {
+    batch_size: usize,
+    inputs: Vec<Arc<dyn BatchSource>>,
+}
+
+impl PhysicalPlanner {
+    pub fn new(batch_size: usize, inputs: Vec<Arc<dyn BatchSource>>) -> Self {
+        Self { batch_size, inputs }
+    }
+
+    /// The execution plan for `node` and its inputs.
+    pub fn create_plan(&self, node: &pb::PlanNode) -> Result<Arc<dyn ExecutionPlan>> {
+        use pb::plan_node::Kind;
+        let kind = node
+            .kind
+            .as_ref()
+            .ok_or_else(|| plan_datafusion_err!("plan node kind not set"))?;
+        match kind {
+            Kind::ParquetScan(scan) => parquet_scan(scan, self.batch_size),
+            Kind::JvmInput(input) => {
+                let source = self.inputs.get(input.index as usize).ok_or_else(|| {
+                    plan_datafusion_err!(
+                        "plan reads input {} but {} inputs were given",
+                        input.index,
+                        self.inputs.len()
+                    )
+                })?;
+                let schema = all_nullable(&arrow_schema(required(&input.schema, "input schema")?)?);
+                Ok(Arc::new(InputExec::new(
+                    input.index as usize,
+                    schema,
+                    Arc::clone(source),
+                )))
+            }
+            Kind::Filter(filter) => {
+                let input = self.create_plan(required(&filter.input, "filter input")?)?;
+                let predicate = create_physical_expr(
+                    required(&filter.predicate, "filter predicate")?,
+                    &input.schema(),
+                )?;
+                Ok(Arc::new(FilterExec::try_new(predicate, input)?))
+            }
+            Kind::Projection(projection) => {
+                let input = self.create_plan(required(&projection.input, "projection input")?)?;
+                let exprs = named_exprs(&projection.exprs, &input.schema())?;
+                Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+            }
+            Kind::HashAggregate(aggregate) => self.hash_aggregate(aggregate),
+        }
+    }
+
+    fn hash_aggregate(&self, aggregate: &pb::HashAggregate) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = self.create_plan(required(&aggregate.input, "aggregate input")?)?;
+        let input_schema = input.schema();
+        let mode = pb::AggregateMode::try_from(aggregate.mode)
+            .map_err(|_| plan_datafusion_err!("unknown aggregate mode {}", aggregate.mode))?;
+        let grouping_count = aggregate.grouping.len();
+        let (phase, df_mode, grouping) = match mode {
+            pb::AggregateMode::Partial => (
+                Phase::Partial,
+                AggregateMode::Partial,
+                named_exprs(&aggregate.grouping, &input_schema)?,
+            ),
+            // The final phase's input starts with the grouping columns, then the buffers.
+            pb::AggregateMode::Final => {
+                if input_schema.fields().len() < grouping_count {
+                    return plan_err!("final aggregate input lacks its grouping columns");
+                }
+                let grouping = aggregate
+                    .grouping
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        let field = input_schema.field(i);
+                        (
+                            Arc::new(Column::new(field.name(), i)) as Arc<dyn PhysicalExpr>,
+                            g.name.clone(),
+                        )
+                    })
+                    .collect();
+                (Phase::Final, AggregateMode::Final, grouping)
+            }
+        };
+        let functions = aggregate
+            .functions
+            .iter()
+            .map(|f| create_aggregate_expr(f, phase, &input_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let filters = vec![None; functions.len()];
+        // DataFusion's final phase builds its functions over the first phase's input schema;
+        // only the argument types matter, and each function carries its own.
+        let first_phase_schema = match phase {
+            Phase::Partial => Arc::clone(&input_schema),
+            Phase::Final => Arc::new(Schema::empty()),
+        };
+        let exec = Arc::new(AggregateExec::try_new(
+            df_mode,
+            PhysicalGroupBy::new_single(grouping),
+            functions,
+            filters,
+            input,
+            first_phase_schema,
+        )?);
+        match phase {
+            Phase::Partial => Ok(exec),
+            Phase::Final => {
+                let exprs = named_exprs(&aggregate.result_exprs, &exec.schema())?;
+                Ok(Arc::new(ProjectionExec::try_new(exprs, exec)?))
+            }
+        }
+    }
+}
+
+fn named_exprs(
+    exprs: &[pb::NamedExpr],
+    input_schema: &Schema,
+) -> Result<Vec<(Arc<dyn PhysicalExpr>, String)>> {
+    exprs
+        .iter()
+        .map(|e| {
+            Ok((
+                create_physical_expr(required(&e.expr, "expression")?, input_schema)?,
+                e.name.clone(),
+            ))
+        })
+        .collect()
+}

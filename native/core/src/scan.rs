@@ -1,0 +1,101 @@
+//! Spark's Parquet scan (`FileSourceScanExec`) as a DataFusion `DataSourceExec` over the
+//! same files, byte ranges and partition values that Spark planned for the task.
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use ballista_spark_proto as pb;
+use datafusion::common::config::TableParquetOptions;
+use datafusion::common::{Result, plan_datafusion_err, plan_err};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_expr::conjunction;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::expressions::create_physical_expr;
+use crate::types::{arrow_schema, literal_value};
+
+/// Builds the scan of one task's files. Output columns: the data columns, then the
+/// partition columns.
+pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let data_schema = arrow_schema(
+        scan.data_schema
+            .as_ref()
+            .ok_or_else(|| plan_datafusion_err!("scan has no data schema"))?,
+    )?;
+    let partition_schema = match &scan.partition_schema {
+        Some(s) => arrow_schema(s)?,
+        None => Arc::new(Schema::empty()),
+    };
+    let output_schema = Schema::new(
+        data_schema
+            .fields()
+            .iter()
+            .chain(partition_schema.fields().iter())
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let table_schema = TableSchema::builder(data_schema)
+        .with_table_partition_cols(partition_schema.fields().to_vec())
+        .build();
+
+    let mut options = TableParquetOptions::default();
+    // Spark reads strings as plain UTF-8 arrays; views would need a cast at the boundary.
+    options.global.schema_force_view_types = false;
+    options.global.pruning = true;
+    options.global.enable_page_index = true;
+    let mut source = ParquetSource::new(table_schema).with_table_parquet_options(options);
+    if !scan.pruning_predicates.is_empty() {
+        let predicates = scan
+            .pruning_predicates
+            .iter()
+            .map(|p| create_physical_expr(p, &output_schema))
+            .collect::<Result<Vec<_>>>()?;
+        source = source.with_predicate(conjunction(predicates));
+    }
+
+    let files = scan
+        .files
+        .iter()
+        .map(|f| partitioned_file(f, partition_schema.fields().len()))
+        .collect::<Result<Vec<_>>>()?;
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+        .with_file_group(FileGroup::new(files))
+        .with_batch_size(Some(batch_size))
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}
+
+fn partitioned_file(file: &pb::ScanFile, partition_columns: usize) -> Result<PartitionedFile> {
+    let url = url::Url::parse(&file.path)
+        .map_err(|e| plan_datafusion_err!("invalid file URI {}: {e}", file.path))?;
+    if url.scheme() != "file" {
+        return plan_err!("unsupported file system {} in {}", url.scheme(), file.path);
+    }
+    let path = url
+        .to_file_path()
+        .map_err(|_| plan_datafusion_err!("invalid local file URI {}", file.path))?;
+    let path = path
+        .to_str()
+        .ok_or_else(|| plan_datafusion_err!("non UTF-8 path {}", file.path))?;
+    if file.partition_values.len() != partition_columns {
+        return plan_err!(
+            "file {} has {} partition values for {partition_columns} partition columns",
+            file.path,
+            file.partition_values.len()
+        );
+    }
+    let values = file
+        .partition_values
+        .iter()
+        .map(literal_value)
+        .collect::<Result<Vec<_>>>()?;
+    let size = u64::try_from(file.file_size)
+        .map_err(|_| plan_datafusion_err!("negative size of {}", file.path))?;
+    Ok(PartitionedFile::new(path, size)
+        .with_range(file.start, file.start + file.length)
+        .with_partition_values(values))
+}

@@ -1,0 +1,504 @@
+//! Plans built from protobuf and executed end to end on small data.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{
+    Array, AsArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema};
+use ballista_spark_core::execution::TaskExecution;
+use ballista_spark_core::input::BatchSource;
+use ballista_spark_proto as pb;
+use datafusion::common::Result;
+use parquet::arrow::ArrowWriter;
+
+fn ty(id: pb::TypeId) -> pb::DataType {
+    pb::DataType {
+        id: id as i32,
+        precision: 0,
+        scale: 0,
+    }
+}
+
+fn decimal(precision: i32, scale: i32) -> pb::DataType {
+    pb::DataType {
+        id: pb::TypeId::Decimal as i32,
+        precision,
+        scale,
+    }
+}
+
+fn field(name: &str, data_type: pb::DataType) -> pb::Field {
+    pb::Field {
+        name: name.into(),
+        data_type: Some(data_type),
+        nullable: true,
+    }
+}
+
+fn col(index: u32, data_type: pb::DataType) -> pb::Expr {
+    pb::Expr {
+        kind: Some(pb::expr::Kind::Column(pb::BoundReference {
+            index,
+            data_type: Some(data_type),
+            nullable: true,
+        })),
+    }
+}
+
+fn lit(data_type: pb::DataType, value: pb::literal::Value) -> pb::Expr {
+    pb::Expr {
+        kind: Some(pb::expr::Kind::Literal(pb::Literal {
+            data_type: Some(data_type),
+            value: Some(value),
+        })),
+    }
+}
+
+fn decimal_lit(unscaled: i128, precision: i32, scale: i32) -> pb::Expr {
+    lit(
+        decimal(precision, scale),
+        pb::literal::Value::DecimalValue(unscaled.to_be_bytes().to_vec()),
+    )
+}
+
+fn binary(
+    op: pb::BinaryOp,
+    left: pb::Expr,
+    right: pb::Expr,
+    return_type: pb::DataType,
+) -> pb::Expr {
+    pb::Expr {
+        kind: Some(pb::expr::Kind::Binary(Box::new(pb::BinaryExpr {
+            op: op as i32,
+            left: Some(Box::new(left)),
+            right: Some(Box::new(right)),
+            return_type: Some(return_type),
+            eval_mode: pb::EvalMode::Legacy as i32,
+        }))),
+    }
+}
+
+fn named(expr: pb::Expr, name: &str) -> pb::NamedExpr {
+    pb::NamedExpr {
+        expr: Some(expr),
+        name: name.into(),
+    }
+}
+
+fn node(kind: pb::plan_node::Kind) -> pb::PlanNode {
+    pb::PlanNode { kind: Some(kind) }
+}
+
+fn plan(root: pb::PlanNode, output: Vec<pb::Field>) -> pb::Plan {
+    pb::Plan {
+        root: Some(root),
+        output_schema: Some(pb::Schema { fields: output }),
+        session_timezone: "UTC".into(),
+        batch_size: 4,
+    }
+}
+
+fn run(plan: &pb::Plan, inputs: Vec<Arc<dyn BatchSource>>) -> Result<Vec<RecordBatch>> {
+    let mut execution = TaskExecution::from_plan(plan, inputs)?;
+    let mut batches = vec![];
+    while let Some(batch) = execution.next_batch()? {
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// A small lineitem-like file: quantity decimal(15,2), price decimal(15,2), flag string,
+/// shipdate date.
+fn write_parquet(dir: &std::path::Path) -> std::path::PathBuf {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("l_quantity", DataType::Decimal128(15, 2), true),
+        Field::new("l_extendedprice", DataType::Decimal128(15, 2), true),
+        Field::new("l_returnflag", DataType::Utf8, true),
+        Field::new("l_shipdate", DataType::Date32, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(
+                Decimal128Array::from(vec![Some(100), Some(250), None, Some(1), Some(333)])
+                    .with_precision_and_scale(15, 2)
+                    .unwrap(),
+            ),
+            Arc::new(
+                Decimal128Array::from(vec![Some(1000), Some(2000), Some(3000), Some(5), Some(7)])
+                    .with_precision_and_scale(15, 2)
+                    .unwrap(),
+            ),
+            Arc::new(StringArray::from(vec!["A", "B", "A", "A", "B"])),
+            Arc::new(Date32Array::from(vec![10, 20, 30, 40, 50])),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("part-0.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    path
+}
+
+fn scan_node(path: &std::path::Path, columns: Vec<pb::Field>) -> pb::PlanNode {
+    let size = std::fs::metadata(path).unwrap().len() as i64;
+    node(pb::plan_node::Kind::ParquetScan(pb::ParquetScan {
+        data_schema: Some(pb::Schema { fields: columns }),
+        partition_schema: Some(pb::Schema {
+            fields: vec![field("part", ty(pb::TypeId::Int32))],
+        }),
+        files: vec![pb::ScanFile {
+            path: format!("file://{}", path.display()),
+            start: 0,
+            length: size,
+            file_size: size,
+            partition_values: vec![pb::Literal {
+                data_type: Some(ty(pb::TypeId::Int32)),
+                value: Some(pb::literal::Value::LongValue(7)),
+            }],
+        }],
+        pruning_predicates: vec![],
+        case_sensitive: false,
+    }))
+}
+
+#[test]
+fn scan_filter_project_with_partition_column() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(dir.path());
+    // Columns read in a different order than stored, plus the partition column.
+    let scan = scan_node(
+        &path,
+        vec![
+            field("l_shipdate", ty(pb::TypeId::Date)),
+            field("l_quantity", decimal(15, 2)),
+        ],
+    );
+    // WHERE l_shipdate <= DATE 40 AND l_quantity IS NOT NULL
+    let predicate = binary(
+        pb::BinaryOp::And,
+        binary(
+            pb::BinaryOp::LtEq,
+            col(0, ty(pb::TypeId::Date)),
+            lit(ty(pb::TypeId::Date), pb::literal::Value::LongValue(40)),
+            ty(pb::TypeId::Boolean),
+        ),
+        pb::Expr {
+            kind: Some(pb::expr::Kind::Unary(Box::new(pb::UnaryExpr {
+                op: pb::UnaryOp::IsNotNull as i32,
+                child: Some(Box::new(col(1, decimal(15, 2)))),
+            }))),
+        },
+        ty(pb::TypeId::Boolean),
+    );
+    let filter = node(pb::plan_node::Kind::Filter(Box::new(pb::Filter {
+        input: Some(Box::new(scan)),
+        predicate: Some(predicate),
+    })));
+    // SELECT l_quantity * (1 - 0.05) AS q, part
+    let one_minus = binary(
+        pb::BinaryOp::Subtract,
+        decimal_lit(1, 1, 0),
+        decimal_lit(5, 2, 2),
+        decimal(3, 2),
+    );
+    let projection = node(pb::plan_node::Kind::Projection(Box::new(pb::Projection {
+        input: Some(Box::new(filter)),
+        exprs: vec![
+            named(
+                binary(
+                    pb::BinaryOp::Multiply,
+                    col(1, decimal(15, 2)),
+                    one_minus,
+                    decimal(19, 4),
+                ),
+                "q",
+            ),
+            named(col(2, ty(pb::TypeId::Int32)), "part"),
+        ],
+    })));
+    let plan = plan(
+        projection,
+        vec![
+            field("q", decimal(19, 4)),
+            field("part", ty(pb::TypeId::Int32)),
+        ],
+    );
+    let batches = run(&plan, vec![])?;
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
+    let q = batch.column(0).as_primitive::<Decimal128Type>();
+    // 1.00*0.95, 2.50*0.95, 0.01*0.95 (row 3 has a null quantity, row 5 a late date)
+    assert_eq!(q.values().to_vec(), vec![9500, 23750, 95]);
+    let part = batch
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int32Type>();
+    assert_eq!(part.values().to_vec(), vec![7, 7, 7]);
+    Ok(())
+}
+
+fn aggregate_function(
+    kind: pb::AggregateFunctionKind,
+    arg: Option<pb::Expr>,
+    arg_type: pb::DataType,
+    result_type: pb::DataType,
+    name: &str,
+) -> pb::AggregateFunction {
+    pb::AggregateFunction {
+        kind: kind as i32,
+        args: arg.into_iter().collect(),
+        arg_types: vec![arg_type],
+        result_type: Some(result_type),
+        eval_mode: pb::EvalMode::Legacy as i32,
+        name: name.into(),
+    }
+}
+
+/// Hands partial-aggregate output to a final aggregate, as Spark's exchange would.
+struct VecSource(Mutex<Vec<RecordBatch>>);
+
+impl BatchSource for VecSource {
+    fn next_batch(&self) -> Result<Option<RecordBatch>> {
+        let mut batches = self.0.lock().unwrap();
+        Ok((!batches.is_empty()).then(|| batches.remove(0)))
+    }
+}
+
+#[test]
+fn partial_and_final_aggregates_use_spark_buffers() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(dir.path());
+    let scan = scan_node(
+        &path,
+        vec![
+            field("l_returnflag", ty(pb::TypeId::String)),
+            field("l_quantity", decimal(15, 2)),
+            field("l_extendedprice", decimal(15, 2)),
+        ],
+    );
+    let functions = |partial: bool| {
+        let arg = |e: pb::Expr| partial.then_some(e);
+        vec![
+            aggregate_function(
+                pb::AggregateFunctionKind::Sum,
+                arg(col(1, decimal(15, 2))),
+                decimal(15, 2),
+                decimal(25, 2),
+                "sum_qty",
+            ),
+            aggregate_function(
+                pb::AggregateFunctionKind::Avg,
+                arg(col(1, decimal(15, 2))),
+                decimal(15, 2),
+                decimal(19, 6),
+                "avg_qty",
+            ),
+            aggregate_function(
+                pb::AggregateFunctionKind::Count,
+                arg(lit(ty(pb::TypeId::Int32), pb::literal::Value::LongValue(1))),
+                ty(pb::TypeId::Int32),
+                ty(pb::TypeId::Int64),
+                "count",
+            ),
+            aggregate_function(
+                pb::AggregateFunctionKind::Max,
+                arg(col(2, decimal(15, 2))),
+                decimal(15, 2),
+                decimal(15, 2),
+                "max_price",
+            ),
+        ]
+    };
+    let partial = node(pb::plan_node::Kind::HashAggregate(Box::new(
+        pb::HashAggregate {
+            input: Some(Box::new(scan)),
+            mode: pb::AggregateMode::Partial as i32,
+            grouping: vec![named(col(0, ty(pb::TypeId::String)), "flag")],
+            functions: functions(true),
+            result_exprs: vec![],
+        },
+    )));
+    let buffer_fields = vec![
+        field("flag", ty(pb::TypeId::String)),
+        field("sum", decimal(25, 2)),
+        field("isEmpty", ty(pb::TypeId::Boolean)),
+        field("avg_sum", decimal(25, 2)),
+        field("avg_count", ty(pb::TypeId::Int64)),
+        field("count", ty(pb::TypeId::Int64)),
+        field("max", decimal(15, 2)),
+    ];
+    let partial_out = run(&plan(partial, buffer_fields.clone()), vec![])?;
+    let rows: usize = partial_out.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 2);
+
+    let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
+        index: 0,
+        schema: Some(pb::Schema {
+            fields: buffer_fields,
+        }),
+    }));
+    let result_exprs = vec![
+        named(col(0, ty(pb::TypeId::String)), "flag"),
+        named(col(1, decimal(25, 2)), "sum_qty"),
+        named(col(2, decimal(19, 6)), "avg_qty"),
+        named(col(3, ty(pb::TypeId::Int64)), "count"),
+        named(col(4, decimal(15, 2)), "max_price"),
+    ];
+    let final_agg = node(pb::plan_node::Kind::HashAggregate(Box::new(
+        pb::HashAggregate {
+            input: Some(Box::new(input)),
+            mode: pb::AggregateMode::Final as i32,
+            grouping: vec![named(col(0, ty(pb::TypeId::String)), "flag")],
+            functions: functions(false),
+            result_exprs,
+        },
+    )));
+    let output = vec![
+        field("flag", ty(pb::TypeId::String)),
+        field("sum_qty", decimal(25, 2)),
+        field("avg_qty", decimal(19, 6)),
+        field("count", ty(pb::TypeId::Int64)),
+        field("max_price", decimal(15, 2)),
+    ];
+    let source: Arc<dyn BatchSource> = Arc::new(VecSource(Mutex::new(partial_out)));
+    let batches = run(&plan(final_agg, output), vec![source])?;
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
+    let batch = arrow::compute::sort_to_indices(batch.column(0), None, None)
+        .and_then(|i| arrow::compute::take_record_batch(&batch, &i))?;
+    let flags = batch.column(0).as_string::<i32>();
+    assert_eq!(flags.value(0), "A");
+    assert_eq!(flags.value(1), "B");
+    let sums = batch.column(1).as_primitive::<Decimal128Type>();
+    // A: 1.00 + null + 0.01 = 1.01; B: 2.50 + 3.33 = 5.83
+    assert_eq!(sums.values().to_vec(), vec![101, 583]);
+    let avgs = batch.column(2).as_primitive::<Decimal128Type>();
+    // A: 1.01 / 2 = 0.505000; B: 5.83 / 2 = 2.915000
+    assert_eq!(avgs.values().to_vec(), vec![505_000, 2_915_000]);
+    let counts = batch.column(3).as_primitive::<Int64Type>();
+    assert_eq!(counts.values().to_vec(), vec![3, 2]);
+    let max = batch.column(4).as_primitive::<Decimal128Type>();
+    assert_eq!(max.values().to_vec(), vec![3000, 2000]);
+    Ok(())
+}
+
+#[test]
+fn global_aggregate_over_empty_input_matches_spark() -> Result<()> {
+    // No rows at all: Spark's partial emits one buffer row, the final gives null sum, 0 count.
+    let schema = pb::Schema {
+        fields: vec![field("x", decimal(10, 2))],
+    };
+    let source: Arc<dyn BatchSource> = Arc::new(VecSource(Mutex::new(vec![])));
+    let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
+        index: 0,
+        schema: Some(schema),
+    }));
+    let partial = node(pb::plan_node::Kind::HashAggregate(Box::new(
+        pb::HashAggregate {
+            input: Some(Box::new(input)),
+            mode: pb::AggregateMode::Partial as i32,
+            grouping: vec![],
+            functions: vec![aggregate_function(
+                pb::AggregateFunctionKind::Sum,
+                Some(col(0, decimal(10, 2))),
+                decimal(10, 2),
+                decimal(20, 2),
+                "s",
+            )],
+            result_exprs: vec![],
+        },
+    )));
+    let out = run(
+        &plan(
+            partial,
+            vec![
+                field("sum", decimal(20, 2)),
+                field("isEmpty", ty(pb::TypeId::Boolean)),
+            ],
+        ),
+        vec![source],
+    )?;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].num_rows(), 1);
+    assert_eq!(
+        out[0].column(0).as_primitive::<Decimal128Type>().value(0),
+        0
+    );
+    assert!(out[0].column(1).as_boolean().value(0));
+    Ok(())
+}
+
+#[test]
+fn malformed_and_inconsistent_plans_are_errors() {
+    assert!(TaskExecution::try_new(&[0xff, 0x13, 0x42], vec![]).is_err());
+    // Column index out of range.
+    let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
+        index: 0,
+        schema: Some(pb::Schema {
+            fields: vec![field("a", ty(pb::TypeId::Int64))],
+        }),
+    }));
+    let projection = node(pb::plan_node::Kind::Projection(Box::new(pb::Projection {
+        input: Some(Box::new(input)),
+        exprs: vec![named(col(5, ty(pb::TypeId::Int64)), "a")],
+    })));
+    let source: Arc<dyn BatchSource> = Arc::new(VecSource(Mutex::new(vec![])));
+    let err = TaskExecution::from_plan(
+        &plan(projection, vec![field("a", ty(pb::TypeId::Int64))]),
+        vec![source],
+    )
+    .err()
+    .expect("out of range column must fail");
+    assert!(err.to_string().contains("out of range"), "{err}");
+    // Missing input.
+    let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
+        index: 3,
+        schema: Some(pb::Schema { fields: vec![] }),
+    }));
+    assert!(TaskExecution::from_plan(&plan(input, vec![]), vec![]).is_err());
+}
+
+#[test]
+fn missing_and_corrupt_files_are_errors() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let columns = vec![field("l_quantity", decimal(15, 2))];
+    let missing = dir.path().join("missing.parquet");
+    std::fs::write(&missing, b"x").unwrap();
+    let scan = scan_node(&missing, columns.clone());
+    std::fs::remove_file(&missing).unwrap();
+    let output = vec![
+        field("l_quantity", decimal(15, 2)),
+        field("part", ty(pb::TypeId::Int32)),
+    ];
+    assert!(run(&plan(scan, output.clone()), vec![]).is_err());
+
+    let corrupt = dir.path().join("corrupt.parquet");
+    std::fs::write(&corrupt, b"PAR1 this is not parquet PAR1").unwrap();
+    let scan = scan_node(&corrupt, columns);
+    let err = run(&plan(scan, output), vec![]).expect_err("corrupt file must fail");
+    assert!(!err.to_string().is_empty());
+    Ok(())
+}
+
+#[test]
+fn int64_input_round_trip() -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))],
+    )?;
+    let source: Arc<dyn BatchSource> = Arc::new(VecSource(Mutex::new(vec![batch])));
+    let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
+        index: 0,
+        schema: Some(pb::Schema {
+            fields: vec![field("a", ty(pb::TypeId::Int64))],
+        }),
+    }));
+    let out = run(
+        &plan(input, vec![field("a", ty(pb::TypeId::Int64))]),
+        vec![source],
+    )?;
+    assert_eq!(out[0].column(0).null_count(), 1);
+    Ok(())
+}

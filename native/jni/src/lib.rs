@@ -1,0 +1,188 @@
+//! JNI entry points of the native engine (`io.ballista.spark.jni.NativeEngine`).
+//!
+//! Every entry point catches Rust panics and turns them, like every native error, into a
+//! Java `NativeException` carrying the message: nothing unwinds into the JVM. Batches cross
+//! the boundary through the Arrow C Data Interface in both directions, without copying.
+
+mod batch_source;
+mod errors;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use arrow::array::{Array, StructArray};
+use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use ballista_spark_core::execution::TaskExecution;
+use ballista_spark_core::input::BatchSource;
+use jni::JNIEnv;
+use jni::objects::{JByteArray, JClass, JObjectArray, JString};
+use jni::sys::{JNI_FALSE, JNI_TRUE, jboolean, jlong, jstring};
+
+use batch_source::{JavaErrorSlot, JvmBatchSource};
+use errors::{NativeError, run_jni};
+
+/// A running plan, owned by the Java side through an opaque handle.
+struct PlanHandle {
+    execution: TaskExecution,
+    /// The exception a Java input threw, rethrown as is (Spark's fetch failures and task
+    /// kills must reach Spark with their own type).
+    java_error: JavaErrorSlot,
+}
+
+static OPEN_PLANS: AtomicI64 = AtomicI64::new(0);
+
+/// # Safety
+/// `handle` must come from `createPlan` and not have been closed.
+unsafe fn plan_mut<'a>(handle: jlong) -> Result<&'a mut PlanHandle, NativeError> {
+    if handle == 0 {
+        return Err(NativeError::Message("native plan already closed".into()));
+    }
+    // SAFETY: the Java side hands back the pointer `createPlan` returned until it closes it.
+    Ok(unsafe { &mut *(handle as *mut PlanHandle) })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_createPlan<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    plan: JByteArray<'local>,
+    inputs: JObjectArray<'local>,
+) -> jlong {
+    run_jni(&mut env, 0, |env| {
+        let bytes = env.convert_byte_array(&plan)?;
+        let java_error = JavaErrorSlot::default();
+        let mut sources: Vec<Arc<dyn BatchSource>> = Vec::new();
+        if !inputs.is_null() {
+            let count = env.get_array_length(&inputs)?;
+            for i in 0..count {
+                let source = env.get_object_array_element(&inputs, i)?;
+                sources.push(Arc::new(JvmBatchSource::new(
+                    env,
+                    &source,
+                    java_error.clone(),
+                )?));
+            }
+        }
+        let execution = TaskExecution::try_new(&bytes, sources)?;
+        OPEN_PLANS.fetch_add(1, Ordering::SeqCst);
+        let handle = Box::new(PlanHandle {
+            execution,
+            java_error,
+        });
+        Ok(Box::into_raw(handle) as jlong)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_exportSchema<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    schema_address: jlong,
+) {
+    run_jni(&mut env, (), |_env| {
+        // SAFETY: see `plan_mut`.
+        let plan = unsafe { plan_mut(handle)? };
+        let schema = FFI_ArrowSchema::try_from(plan.execution.schema().as_ref())?;
+        // SAFETY: the Java side passes the address of an allocated, empty ArrowSchema.
+        unsafe { std::ptr::write(schema_address as *mut FFI_ArrowSchema, schema) };
+        Ok(())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_nextBatch<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    array_address: jlong,
+) -> jboolean {
+    run_jni(&mut env, JNI_FALSE, |_env| {
+        // SAFETY: see `plan_mut`.
+        let plan = unsafe { plan_mut(handle)? };
+        match plan.execution.next_batch() {
+            Ok(Some(batch)) => {
+                let array = StructArray::from(batch).into_data();
+                let ffi = FFI_ArrowArray::new(&array);
+                // SAFETY: the Java side passes the address of an allocated, empty ArrowArray.
+                unsafe { std::ptr::write(array_address as *mut FFI_ArrowArray, ffi) };
+                Ok(JNI_TRUE)
+            }
+            Ok(None) => Ok(JNI_FALSE),
+            Err(e) => match plan.java_error.take() {
+                Some(throwable) => Err(NativeError::Java(throwable)),
+                None => Err(e.into()),
+            },
+        }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_closePlan<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    run_jni(&mut env, (), |_env| {
+        if handle != 0 {
+            // SAFETY: `handle` came from `createPlan`; the Java side closes it once.
+            drop(unsafe { Box::from_raw(handle as *mut PlanHandle) });
+            OPEN_PLANS.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_openPlanCount<'local>(
+    _env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jlong {
+    OPEN_PLANS.load(Ordering::SeqCst)
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_version<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jstring {
+    run_jni(&mut env, std::ptr::null_mut(), |env| {
+        Ok(env.new_string(env!("CARGO_PKG_VERSION"))?.into_raw())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_panicForTesting<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    message: JString<'local>,
+) {
+    run_jni(&mut env, (), |env| {
+        let message: String = env.get_string(&message)?.into();
+        panic!("{message}");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn struct_export_round_trips_through_ffi() {
+        use super::*;
+        use arrow::array::{Int64Array, RecordBatch};
+        use arrow::datatypes::{DataType, Field, Schema};
+
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))],
+        )
+        .unwrap();
+        let data = StructArray::from(batch.clone()).into_data();
+        let ffi_array = FFI_ArrowArray::new(&data);
+        let ffi_schema = FFI_ArrowSchema::try_from(schema.as_ref()).unwrap();
+        // SAFETY: both structs were just exported above.
+        let imported = unsafe { arrow::ffi::from_ffi(ffi_array, &ffi_schema) }.unwrap();
+        let round_trip = RecordBatch::from(StructArray::from(imported));
+        assert_eq!(round_trip, batch);
+    }
+}

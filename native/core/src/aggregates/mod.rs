@@ -120,8 +120,8 @@ fn function_for(
             AggregateUDF::new_from_impl(spark_sum::SparkDecimalSum::new(mode)),
             arg_type.clone(),
         ),
-        // Integral sums wrap around on overflow in both engines (outside ANSI mode).
-        K::Sum if arg_type.is_integer() && mode != EvalMode::Ansi => {
+        // Integral sums wrap around on overflow in both engines (in legacy mode only).
+        K::Sum if arg_type.is_integer() && mode == EvalMode::Legacy => {
             (sum_udaf().as_ref().clone(), DataType::Int64)
         }
         K::Sum if arg_type.is_floating() => (sum_udaf().as_ref().clone(), DataType::Float64),

@@ -5,9 +5,11 @@ package io.ballista.spark.jni;
  * plan node, whose {@code index} is the position of the source in the array passed to {@link
  * NativeEngine#createPlan}).
  *
- * <p>Native code calls {@link #next} from one of its own threads, attached to the JVM, never
- * concurrently for one source. An exception thrown by {@code next} fails the native plan: it
- * surfaces as a {@link NativeException} from the Java call that is waiting on that plan.
+ * <p>Native code calls {@link #next} from the thread that drives the plan: the Java thread in
+ * {@link NativeEngine#nextBatch}, or a native thread attached to the JVM; never concurrently for
+ * one source. An exception thrown by {@code next} fails the native plan, and the {@link
+ * NativeEngine#nextBatch} call waiting on that plan rethrows that same exception object, so that
+ * exceptions with a meaning for Spark (task kills, fetch failures) keep their type.
  */
 public interface BatchSource {
   /**

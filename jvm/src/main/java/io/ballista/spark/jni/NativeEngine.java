@@ -8,7 +8,8 @@ package io.ballista.spark.jni;
  * NoClassDefFoundError}) on first use; call {@link NativeLibrary#load()} first to get the
  * {@link UnsatisfiedLinkError} itself.
  *
- * <p>Every method reports native errors and panics as {@link NativeException}. A plan handle is
+ * <p>Every method reports native errors and panics as {@link NativeException} (except that an
+ * exception thrown by an input {@link BatchSource} is rethrown as is). A plan handle is
  * used by one thread at a time. Most callers want {@link NativePlan}, which wraps a handle into
  * an iterator of Arrow batches.
  */
@@ -50,8 +51,8 @@ public final class NativeEngine {
    *     must release it
    * @return {@code true} if a batch was exported, {@code false} at the end of the stream (the
    *     struct is then left untouched)
-   * @throws NativeException if execution fails, including when an input {@link BatchSource}
-   *     threw
+   * @throws NativeException if execution fails; when an input {@link BatchSource} threw, that
+   *     exception itself is rethrown instead
    */
   public static native boolean nextBatch(long handle, long arrowArrayAddress);
 

@@ -18,9 +18,9 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * #close()}. Copy whatever must outlive that. Batches are imported into the allocator given to
  * {@link #execute}, so that allocator accounts for the batch being read.
  *
- * <p>An error during execution (including an exception thrown by an input {@link BatchSource})
- * is thrown by {@link #hasNext()} as a {@link NativeException}; the plan must still be closed.
- * Not thread-safe.
+ * <p>An error during execution is thrown by {@link #hasNext()} as a {@link NativeException}, or
+ * as the very exception an input {@link BatchSource} threw; the plan must still be closed. Not
+ * thread-safe.
  */
 public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseable {
   private final BufferAllocator allocator;
@@ -30,7 +30,7 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   private long handle;
   private boolean batchPending;
   private boolean finished;
-  private RuntimeException failure;
+  private Throwable failure;
 
   private NativePlan(long handle, BatchSource[] inputs, BufferAllocator allocator) {
     this.handle = handle;
@@ -100,7 +100,7 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
    * batch is released. At the end of the stream the root is cleared.
    *
    * @return whether {@link #next()} has a batch to return
-   * @throws NativeException if execution fails
+   * @throws NativeException if execution fails (or whatever exception an input threw)
    * @throws IllegalStateException if an earlier call failed
    */
   @Override
@@ -125,7 +125,8 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
       Data.importIntoVectorSchemaRoot(allocator, array, root, null);
       batchPending = true;
       return true;
-    } catch (RuntimeException e) {
+    } catch (Throwable e) {
+      // Possibly a checked exception of an input, rethrown by the native side as is.
       failure = e;
       throw e;
     } finally {

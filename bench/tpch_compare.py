@@ -1,0 +1,91 @@
+"""Runs TPC-H queries in one Spark session with Ballista off (vanilla Spark) and on, and
+compares the results row for row and the times.
+
+Submit with the plugin enabled, e.g.:
+
+    spark-submit --jars ballista.jar --conf spark.plugins=ballista \
+        bench/tpch_compare.py --data /path/to/tpch-parquet --queries 1,6
+
+Exits non-zero when any result differs, or when a query ran without native operators.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from pyspark.sql import SparkSession
+
+TABLES = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]
+QUERY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tpch", "queries")
+
+
+def register_tables(spark, data_dir):
+    for table in TABLES:
+        for candidate in (f"{table}.parquet", table):
+            path = os.path.join(data_dir, candidate)
+            if os.path.exists(path):
+                spark.read.parquet(path).createOrReplaceTempView(table)
+                break
+        else:
+            raise SystemExit(f"table {table} not found under {data_dir}")
+
+
+def run(spark, sql, native, runs):
+    """Collects the query once to warm up, then `runs` more times; median seconds."""
+    spark.conf.set("spark.ballista.enabled", "true" if native else "false")
+    times = []
+    rows, plan = None, ""
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        df = spark.sql(sql)
+        rows = df.collect()
+        elapsed = time.perf_counter() - start
+        if i > 0:
+            times.append(elapsed)
+        plan = df._jdf.queryExecution().executedPlan().toString()
+    return statistics.median(times), rows, plan
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="directory of TPC-H Parquet tables")
+    parser.add_argument("--queries", default="1,6", help="comma-separated query numbers")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per engine")
+    args = parser.parse_args()
+
+    spark = SparkSession.builder.appName("ballista-tpch-compare").getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    register_tables(spark, args.data)
+
+    failures = 0
+    results = []
+    for number in [int(q) for q in args.queries.split(",")]:
+        with open(os.path.join(QUERY_DIR, f"q{number:02d}.sql")) as f:
+            sql = f.read()
+        vanilla_time, vanilla_rows, _ = run(spark, sql, native=False, runs=args.runs)
+        native_time, native_rows, plan = run(spark, sql, native=True, runs=args.runs)
+        identical = vanilla_rows == native_rows
+        native_used = "Ballista" in plan
+        if not identical or not native_used:
+            failures += 1
+        results.append((number, vanilla_time, native_time, identical, native_used, len(native_rows)))
+        if not identical:
+            print(f"Q{number:02d} vanilla: {vanilla_rows}", file=sys.stderr)
+            print(f"Q{number:02d} native:  {native_rows}", file=sys.stderr)
+
+    print()
+    print("| query | vanilla Spark (s) | Spark + Ballista (s) | speed-up | rows | identical | native |")
+    print("|---|---:|---:|---:|---:|---|---|")
+    for number, vanilla, native, identical, native_used, rows in results:
+        print(f"| Q{number:02d} | {vanilla:.2f} | {native:.2f} | {vanilla / native:.2f}x | {rows} "
+              f"| {'yes' if identical else 'NO'} | {'yes' if native_used else 'NO'} |")
+    print()
+    print(f"{len(results) - failures} passed, {failures} failed")
+    spark.stop()
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

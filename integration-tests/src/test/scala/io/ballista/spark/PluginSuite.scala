@@ -1,0 +1,76 @@
+package io.ballista.spark
+
+import io.ballista.spark.jni.NativeEngine
+import org.apache.spark.SparkException
+import org.apache.spark.sql.SparkSession
+import org.scalatest.concurrent.Eventually._
+import org.scalatest.funsuite.AnyFunSuite
+import org.scalatest.time.{Seconds, Span}
+
+/** Enabling and disabling the plugin, and errors surfacing as Spark exceptions. */
+class PluginSuite extends AnyFunSuite {
+
+  private def spark: SparkSession = SparkFixture.session
+
+  private def sampleTable(name: String): String = {
+    val path = SparkFixture.tempDir("ballista-plugin").resolve(s"$name.parquet").toString
+    spark.conf.set("spark.ballista.enabled", "false")
+    spark.range(0, 1000).selectExpr("id", "CAST(id AS DECIMAL(12,2)) / 7 AS v", "id % 3 AS k")
+      .write.parquet(path)
+    spark.read.parquet(path).createOrReplaceTempView(name)
+    path
+  }
+
+  test("spark.plugins=ballista registers the extensions without spark.sql.extensions") {
+    val extensions = spark.sparkContext.getConf.get("spark.sql.extensions")
+    assert(extensions.split(",").contains(classOf[BallistaSessionExtensions].getName))
+    sampleTable("sample")
+    val df = SparkFixture.assertSameAsSpark(
+      spark, "SELECT k, sum(v), count(*) FROM sample WHERE id > 10 GROUP BY k", ordered = false)
+    assert(SparkFixture.nativeOperatorNames(df).contains("BallistaHashAggregate"))
+  }
+
+  test("spark.ballista.enabled=false runs vanilla Spark") {
+    sampleTable("sample_off")
+    spark.conf.set("spark.ballista.enabled", "false")
+    val df = spark.sql("SELECT k, sum(v) FROM sample_off GROUP BY k")
+    df.collect()
+    assert(SparkFixture.nativeOperatorNames(df).isEmpty)
+    spark.conf.set("spark.ballista.enabled", "true")
+  }
+
+  test("a corrupt Parquet file fails the query with a Spark exception; the session survives") {
+    val path = sampleTable("corrupt")
+    val dataFile = new java.io.File(path).listFiles().filter(_.getName.endsWith(".parquet")).head
+    java.nio.file.Files.write(dataFile.toPath, "PAR1 not really parquet PAR1".getBytes("UTF-8"))
+    spark.conf.set("spark.ballista.enabled", "true")
+    val error = intercept[SparkException] {
+      spark.sql("SELECT sum(v) FROM corrupt WHERE id > 0").collect()
+    }
+    assert(error.getMessage.nonEmpty)
+    assert(spark.range(10).count() == 10)
+    eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
+  }
+
+  test("a missing Parquet file fails the query with a Spark exception") {
+    val path = sampleTable("missing")
+    new java.io.File(path).listFiles().filter(_.getName.endsWith(".parquet")).foreach(_.delete())
+    spark.conf.set("spark.ballista.enabled", "true")
+    val error = intercept[SparkException] {
+      spark.sql("SELECT sum(v) FROM missing WHERE id > 0").collect()
+    }
+    assert(error.getMessage.nonEmpty)
+    eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
+  }
+
+  test("the plugin also loads by its fully qualified class name") {
+    SparkSession.getActiveSession.foreach(_.stop())
+    val session = SparkFixture.create(classOf[BallistaPlugin].getName)
+    try {
+      val extensions = session.sparkContext.getConf.get("spark.sql.extensions")
+      assert(extensions.contains(classOf[BallistaSessionExtensions].getName))
+    } finally {
+      session.stop()
+    }
+  }
+}

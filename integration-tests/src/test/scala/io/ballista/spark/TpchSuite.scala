@@ -1,0 +1,67 @@
+package io.ballista.spark
+
+import java.io.File
+
+import scala.io.Source
+
+import org.apache.spark.sql.SparkSession
+import org.scalatest.BeforeAndAfterAll
+import org.scalatest.funsuite.AnyFunSuite
+
+/**
+ * TPC-H queries on generated data (the test script generates a small scale factor with
+ * tpchgen-cli and passes its directory in BALLISTA_TPCH_DIR), with and without the plugin.
+ */
+class TpchSuite extends AnyFunSuite with BeforeAndAfterAll {
+
+  private lazy val spark: SparkSession = SparkFixture.session
+
+  private val tables =
+    Seq("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
+
+  override def beforeAll(): Unit = {
+    val dir = sys.env.getOrElse(
+      "BALLISTA_TPCH_DIR",
+      fail("BALLISTA_TPCH_DIR is not set: run the tests with dev/test.sh, which makes the data"))
+    tables.foreach { t =>
+      val path = new File(dir, s"$t.parquet")
+      assert(path.exists(), s"missing TPC-H table $path")
+      spark.read.parquet(path.getPath).createOrReplaceTempView(t)
+    }
+  }
+
+  private def query(n: Int): String = {
+    val source = Source.fromFile(new File(sys.env("BALLISTA_QUERY_DIR"), f"q$n%02d.sql"))
+    try source.mkString
+    finally source.close()
+  }
+
+  test("TPC-H Q1 runs natively with results identical to Spark") {
+    val df = SparkFixture.assertSameAsSpark(spark, query(1), ordered = true)
+    assert(df.count() == 4)
+    val native = SparkFixture.nativeOperatorNames(df)
+    Seq("BallistaParquetScan", "BallistaFilter", "BallistaProject").foreach { op =>
+      assert(native.contains(op), s"$op missing from the plan: $native")
+    }
+    // Both the partial and the final aggregation run natively.
+    assert(native.count(_ == "BallistaHashAggregate") == 2, native)
+  }
+
+  test("TPC-H Q6 runs natively with results identical to Spark") {
+    val df = SparkFixture.assertSameAsSpark(spark, query(6), ordered = true)
+    val native = SparkFixture.nativeOperatorNames(df)
+    Seq("BallistaParquetScan", "BallistaFilter", "BallistaProject").foreach { op =>
+      assert(native.contains(op), s"$op missing from the plan: $native")
+    }
+    assert(native.count(_ == "BallistaHashAggregate") == 2, native)
+    assert(df.collect().head.getDecimal(0) != null)
+  }
+
+  test("EXPLAIN shows native operators and why their parent stays in Spark") {
+    spark.conf.set("spark.ballista.enabled", "true")
+    val explained = spark.sql(query(1)).queryExecution.explainString(
+      org.apache.spark.sql.execution.ExtendedMode)
+    assert(explained.contains("BallistaHashAggregate"), explained)
+    assert(explained.contains("parent stays in Spark"), explained)
+  }
+}

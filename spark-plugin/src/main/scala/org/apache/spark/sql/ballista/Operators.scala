@@ -1,0 +1,122 @@
+package org.apache.spark.sql.ballista
+
+import org.apache.hadoop.fs.Path
+import org.apache.spark.sql.ballista.execution._
+import org.apache.spark.sql.ballista.serde.{AggregateSerde, ExprSerde, NotNative, TypeSerde}
+import org.apache.spark.sql.catalyst.expressions.{Attribute, Expression, PlanExpression}
+import org.apache.spark.sql.catalyst.expressions.aggregate.{Final, Partial}
+import org.apache.spark.sql.execution.{FileSourceScanExec, FilterExec, ProjectExec, SparkPlan}
+import org.apache.spark.sql.execution.aggregate.HashAggregateExec
+import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
+import org.apache.spark.sql.internal.SQLConf
+import org.apache.spark.sql.types.{StructType, TimestampNTZType, TimestampType}
+
+/** Translation of single Spark operators into native ones. */
+object Operators {
+
+  /** The native operator for `operator` (whose children are already translated), or why not. */
+  def translate(operator: SparkPlan, conf: SQLConf): Either[String, BallistaExec] =
+    try {
+      Right(translateOrThrow(operator, conf))
+    } catch {
+      case e: NotNative => Left(e.reason)
+    }
+
+  private def translateOrThrow(operator: SparkPlan, conf: SQLConf): BallistaExec =
+    operator match {
+      case scan: FileSourceScanExec => parquetScan(scan)
+
+      case filter: FilterExec =>
+        requireNativeChild(filter.child)
+        ExprSerde.toProto(filter.condition, filter.child.output)
+        BallistaFilterExec(filter.condition, filter.child, filter)
+
+      case project: ProjectExec =>
+        requireNativeChild(project.child)
+        project.projectList.foreach(e => ExprSerde.named(e, project.child.output))
+        TypeSerde.schema(project.output)
+        BallistaProjectExec(project.projectList, project.child, project)
+
+      case agg: HashAggregateExec => hashAggregate(agg, conf)
+
+      case other => NotNative(s"${other.nodeName} is not supported natively yet")
+    }
+
+  /** Row-based operators in the middle of a plan stay in Spark unless their input is native. */
+  private def requireNativeChild(child: SparkPlan): Unit = child match {
+    case _: BallistaExec =>
+    case other => NotNative(s"its input ${other.nodeName} is not native")
+  }
+
+  private def parquetScan(scan: FileSourceScanExec): BallistaExec = {
+    val relation = scan.relation
+    if (relation.fileFormat.getClass != classOf[ParquetFileFormat]) {
+      NotNative(s"file format ${relation.fileFormat} is not supported natively")
+    }
+    val schemes = relation.location.rootPaths.map(p => Option(p.toUri.getScheme).getOrElse("file"))
+    schemes.find(_ != "file").foreach(s => NotNative(s"file system '$s' is not supported natively yet"))
+    if (scan.partitionFilters.exists(_.find(_.isInstanceOf[PlanExpression[_]]).isDefined)) {
+      NotNative("dynamic partition pruning is not supported natively yet")
+    }
+    val expected = scan.requiredSchema.fields.toSeq ++ relation.partitionSchema.fields.toSeq
+    val matches = scan.output.size == expected.size &&
+      scan.output.zip(expected).forall { case (a, f) => a.name == f.name && a.dataType == f.dataType }
+    if (!matches) NotNative("scan outputs metadata or reordered columns")
+    checkScanTypes(scan.requiredSchema)
+    checkScanTypes(relation.partitionSchema)
+    // Filters Spark pushed into the scan only prune row groups here; those that cannot be
+    // translated are left out (the filter above the scan still applies every one).
+    val pruning = scan.dataFilters.filter { f =>
+      try {
+        ExprSerde.toProto(f, scan.output)
+        true
+      } catch {
+        case _: NotNative => false
+      }
+    }
+    BallistaParquetScanExec(scan, pruning)
+  }
+
+  private def checkScanTypes(schema: StructType): Unit = schema.fields.foreach { f =>
+    f.dataType match {
+      case TimestampType | TimestampNTZType =>
+        NotNative(s"timestamp column ${f.name} is not read natively yet")
+      case t => TypeSerde.dataType(t)
+    }
+  }
+
+  private def hashAggregate(agg: HashAggregateExec, conf: SQLConf): BallistaExec = {
+    val modes = agg.aggregateExpressions.map(_.mode).distinct
+    val isFinal = agg.requiredChildDistributionExpressions.isDefined
+    val expectedMode = if (isFinal) Final else Partial
+    if (modes.exists(_ != expectedMode)) {
+      NotNative(s"aggregation modes ${modes.mkString(",")} are not supported natively")
+    }
+    val grouping = agg.groupingExpressions
+    if (isFinal) {
+      val bufferWidth = agg.aggregateExpressions.map(_.aggregateFunction.aggBufferAttributes.size).sum
+      if (agg.child.output.size != grouping.size + bufferWidth ||
+          agg.initialInputBufferOffset != grouping.size) {
+        NotNative("final aggregation input does not have Spark's buffer layout")
+      }
+      val functions = agg.aggregateExpressions.map(e => AggregateSerde.toProto(e, None, conf))
+      val resultInput: Seq[Attribute] = grouping.map(_.toAttribute) ++ agg.aggregateAttributes
+      agg.resultExpressions.foreach(e => ExprSerde.named(e, resultInput))
+      TypeSerde.schema(agg.output)
+      BallistaHashAggregateExec(grouping, functions, agg.resultExpressions, resultInput,
+        isFinal = true, agg.child, agg)
+    } else {
+      requireNativeChild(agg.child)
+      val bufferWidth = agg.aggregateExpressions.map(_.aggregateFunction.aggBufferAttributes.size).sum
+      if (agg.output.size != grouping.size + bufferWidth) {
+        NotNative("partial aggregation output is not Spark's buffer layout")
+      }
+      grouping.foreach(g => ExprSerde.named(g, agg.child.output))
+      val functions =
+        agg.aggregateExpressions.map(e => AggregateSerde.toProto(e, Some(agg.child.output), conf))
+      TypeSerde.schema(agg.output)
+      BallistaHashAggregateExec(grouping, functions, agg.resultExpressions, Nil,
+        isFinal = false, agg.child, agg)
+    }
+  }
+}

@@ -1,0 +1,61 @@
+package org.apache.spark.sql.ballista.execution
+
+import io.ballista.spark.proto.PlanNode
+import org.apache.spark.rdd.RDD
+import org.apache.spark.sql.catalyst.InternalRow
+import org.apache.spark.sql.catalyst.expressions.{Attribute, SortOrder}
+import org.apache.spark.sql.catalyst.plans.physical.{Distribution, Partitioning}
+import org.apache.spark.sql.execution.SparkPlan
+import org.apache.spark.sql.vectorized.ColumnarBatch
+
+/**
+ * A Spark operator executed by the native engine. Adjacent native operators form one native
+ * plan: the topmost one, when Spark asks it for batches, serializes the whole native subtree
+ * and runs it per task (see [[NativePlanRDD]]); operators below it never execute on their own.
+ *
+ * Each keeps the Spark operator it replaces (`original`) for the properties Spark's planner
+ * asks about (partitioning, ordering, required distribution), which do not change.
+ */
+abstract class BallistaExec extends SparkPlan {
+
+  /** The Spark operator this one replaces. */
+  def original: SparkPlan
+
+  /** Why the parent operator stays in Spark, shown in EXPLAIN beside this operator. */
+  def parentFallback: Option[String]
+
+  /** This operator noting why its parent stays in Spark (with this operator's tags). */
+  final def withParentFallback(reason: String): BallistaExec = {
+    val noted = copyWithParentFallback(reason)
+    noted.copyTagsFrom(this)
+    noted
+  }
+
+  protected def copyWithParentFallback(reason: String): BallistaExec
+
+  /** This operator's plan node, given its children's; `partition` selects a scan's files. */
+  def planNode(children: Seq[PlanNode], partition: Int): PlanNode
+
+  /** A short description of the operator's arguments for EXPLAIN. */
+  protected def describe: String
+
+  override def output: Seq[Attribute] = original.output
+  override def outputPartitioning: Partitioning = original.outputPartitioning
+  override def outputOrdering: Seq[SortOrder] = original.outputOrdering
+  override def requiredChildDistribution: Seq[Distribution] = original.requiredChildDistribution
+  override def requiredChildOrdering: Seq[Seq[SortOrder]] = original.requiredChildOrdering
+
+  override def supportsColumnar: Boolean = true
+
+  override def simpleString(maxFields: Int): String = {
+    val note = parentFallback.map(r => s" [parent stays in Spark: $r]").getOrElse("")
+    s"$nodeName $describe$note"
+  }
+
+  override def verboseString(maxFields: Int): String = simpleString(maxFields)
+
+  override protected def doExecute(): RDD[InternalRow] =
+    throw new IllegalStateException(s"$nodeName produces columnar batches only")
+
+  override protected def doExecuteColumnar(): RDD[ColumnarBatch] = NativePlanRDD.create(this)
+}

@@ -1,0 +1,176 @@
+package org.apache.spark.sql.ballista.execution
+
+import scala.collection.JavaConverters._
+
+import io.ballista.spark.proto.{AggregateMode => PAggregateMode, Filter => PFilter, HashAggregate => PHashAggregate, NamedExpr, ParquetScan, PlanNode, Projection, ScanFile}
+import org.apache.spark.sql.ballista.serde.{ExprSerde, TypeSerde}
+import org.apache.spark.sql.catalyst.expressions.{Attribute, Expression, NamedExpression}
+import org.apache.spark.sql.catalyst.util.truncatedString
+import org.apache.spark.sql.execution.{FileSourceScanExec, FilterExec, LeafExecNode, ProjectExec, SparkPlan, UnaryExecNode}
+import org.apache.spark.sql.execution.aggregate.HashAggregateExec
+import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
+
+/** Spark's Parquet `FileSourceScanExec`, read natively over the same file splits. */
+case class BallistaParquetScanExec(
+    original: FileSourceScanExec,
+    pruningPredicates: Seq[Expression],
+    parentFallback: Option[String] = None)
+    extends BallistaExec
+    with LeafExecNode {
+
+  override def nodeName: String = "BallistaParquetScan"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = {
+    val paths = original.relation.location.rootPaths.map(_.toString)
+    s"${truncatedString(output, "[", ",", "]", 25)} paths=${paths.mkString(",")} " +
+      s"pruning=${truncatedString(pruningPredicates, "[", ",", "]", 25)}"
+  }
+
+  override def doCanonicalize(): SparkPlan =
+    copy(
+      original = original.canonicalized.asInstanceOf[FileSourceScanExec],
+      pruningPredicates = Nil,
+      parentFallback = None)
+
+  /** The file splits Spark planned for this scan, one task each. */
+  @transient lazy val filePartitions: Seq[FilePartition] = original.inputRDD match {
+    case rdd: FileScanRDD => rdd.filePartitions
+    case other =>
+      throw new IllegalStateException(s"unexpected scan RDD ${other.getClass.getName}")
+  }
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+    val partitionSchema = original.relation.partitionSchema
+    val scan = ParquetScan
+      .newBuilder()
+      .setDataSchema(TypeSerde.schema(original.requiredSchema))
+      .setPartitionSchema(TypeSerde.schema(partitionSchema))
+      .setCaseSensitive(conf.caseSensitiveAnalysis)
+    pruningPredicates.foreach(p => scan.addPruningPredicates(ExprSerde.toProto(p, output)))
+    filePartitions(partition).files.foreach { file =>
+      val f = ScanFile
+        .newBuilder()
+        .setPath(file.toPath.toUri.toString)
+        .setStart(file.start)
+        .setLength(file.length)
+        .setFileSize(file.fileSize)
+      partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
+        f.addPartitionValues(
+          ExprSerde.literal(file.partitionValues.get(i, field.dataType), field.dataType))
+      }
+      scan.addFiles(f)
+    }
+    PlanNode.newBuilder().setParquetScan(scan).build()
+  }
+}
+
+/** Spark's `FilterExec`. */
+case class BallistaFilterExec(
+    condition: Expression,
+    child: SparkPlan,
+    original: FilterExec,
+    parentFallback: Option[String] = None)
+    extends BallistaExec
+    with UnaryExecNode {
+
+  override def nodeName: String = "BallistaFilter"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = condition.sql
+
+  override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
+    copy(child = newChild)
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+    val filter = PFilter
+      .newBuilder()
+      .setInput(children.head)
+      .setPredicate(ExprSerde.toProto(condition, child.output))
+    PlanNode.newBuilder().setFilter(filter).build()
+  }
+}
+
+/** Spark's `ProjectExec`. */
+case class BallistaProjectExec(
+    projectList: Seq[NamedExpression],
+    child: SparkPlan,
+    original: ProjectExec,
+    parentFallback: Option[String] = None)
+    extends BallistaExec
+    with UnaryExecNode {
+
+  override def nodeName: String = "BallistaProject"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = truncatedString(projectList, "[", ", ", "]", 25)
+
+  override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
+    copy(child = newChild)
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+    val projection = Projection.newBuilder().setInput(children.head)
+    projectList.foreach(e => projection.addExprs(ExprSerde.named(e, child.output)))
+    PlanNode.newBuilder().setProjection(projection).build()
+  }
+}
+
+/**
+ * Spark's `HashAggregateExec` in its partial or final phase, with Spark's aggregation buffer
+ * layout between the two (see `AggregateSerde`).
+ */
+case class BallistaHashAggregateExec(
+    groupingExpressions: Seq[NamedExpression],
+    functions: Seq[io.ballista.spark.proto.AggregateFunction],
+    resultExpressions: Seq[NamedExpression],
+    resultInput: Seq[Attribute],
+    isFinal: Boolean,
+    child: SparkPlan,
+    original: HashAggregateExec,
+    parentFallback: Option[String] = None)
+    extends BallistaExec
+    with UnaryExecNode {
+
+  override def nodeName: String = "BallistaHashAggregate"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = {
+    val phase = if (isFinal) "final" else "partial"
+    s"$phase keys=${truncatedString(groupingExpressions, "[", ", ", "]", 25)} " +
+      s"functions=${truncatedString(original.aggregateExpressions, "[", ", ", "]", 25)}"
+  }
+
+  override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
+    copy(child = newChild)
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+    val agg = PHashAggregate
+      .newBuilder()
+      .setInput(children.head)
+      .addAllFunctions(functions.asJava)
+    if (isFinal) {
+      agg.setMode(PAggregateMode.AGGREGATE_MODE_FINAL)
+      // The final phase's input starts with the grouping columns, in order.
+      groupingExpressions.zip(child.output).foreach { case (g, attr) =>
+        agg.addGrouping(
+          NamedExpr
+            .newBuilder()
+            .setExpr(ExprSerde.toProto(attr, child.output))
+            .setName(TypeSerde.columnName(g.toAttribute)))
+      }
+      resultExpressions.foreach(e => agg.addResultExprs(ExprSerde.named(e, resultInput)))
+    } else {
+      agg.setMode(PAggregateMode.AGGREGATE_MODE_PARTIAL)
+      groupingExpressions.foreach(g => agg.addGrouping(ExprSerde.named(g, child.output)))
+    }
+    PlanNode.newBuilder().setHashAggregate(agg).build()
+  }
+}

@@ -1,0 +1,80 @@
+package org.apache.spark.sql.ballista.serde
+
+import io.ballista.spark.proto.{AggregateFunction => PAggregateFunction, AggregateFunctionKind, EvalMode => PEvalMode}
+import org.apache.spark.sql.catalyst.expressions.{Attribute, EvalMode, Expression}
+import org.apache.spark.sql.catalyst.expressions.aggregate._
+import org.apache.spark.sql.internal.SQLConf
+import org.apache.spark.sql.types._
+
+/**
+ * Spark aggregate functions as plan messages. The native side keeps Spark's aggregation
+ * buffer layout, so the cases accepted here are exactly those whose buffer and result types
+ * the native functions reproduce (see the native `aggregates` module).
+ */
+object AggregateSerde {
+
+  /**
+   * One function of a partial (`input` = the rows' attributes) or final (`input` = None)
+   * aggregation.
+   */
+  def toProto(
+      expr: AggregateExpression,
+      input: Option[Seq[Attribute]],
+      conf: SQLConf): PAggregateFunction = {
+    if (expr.isDistinct) NotNative("DISTINCT aggregates are not supported natively yet")
+    if (expr.filter.isDefined) NotNative("aggregate FILTER clauses are not supported natively yet")
+    val (kind, arg, mode) = function(expr.aggregateFunction, conf)
+    val b = PAggregateFunction
+      .newBuilder()
+      .setKind(kind)
+      .addArgTypes(TypeSerde.dataType(arg.dataType))
+      .setResultType(TypeSerde.dataType(expr.aggregateFunction.dataType))
+      .setEvalMode(mode)
+      .setName(TypeSerde.columnName(expr.resultAttribute))
+    input.foreach(attrs => b.addArgs(ExprSerde.toProto(arg, attrs)))
+    b.build()
+  }
+
+  private def function(
+      f: AggregateFunction,
+      conf: SQLConf): (AggregateFunctionKind, Expression, PEvalMode) = f match {
+    case s: Sum =>
+      val mode = evalMode(s.evalMode)
+      s.child.dataType match {
+        case _: DecimalType =>
+        case ByteType | ShortType | IntegerType | LongType if s.evalMode == EvalMode.LEGACY =>
+        case FloatType | DoubleType =>
+        case t => NotNative(s"sum over ${t.simpleString} (${s.evalMode}) is not supported natively")
+      }
+      (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_SUM, s.child, mode)
+    case a: Average =>
+      a.child.dataType match {
+        case _: DecimalType if !conf.decimalOperationsAllowPrecisionLoss =>
+          NotNative("avg over decimals without spark.sql.decimalOperations.allowPrecisionLoss")
+        case _: DecimalType | ByteType | ShortType | IntegerType | LongType | FloatType |
+            DoubleType =>
+        case t => NotNative(s"avg over ${t.simpleString} is not supported natively")
+      }
+      (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_AVG, a.child, evalMode(a.evalMode))
+    case c: Count =>
+      if (c.children.size != 1) NotNative("count over several expressions is not supported natively")
+      (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_COUNT, c.children.head,
+        PEvalMode.EVAL_MODE_LEGACY)
+    case m: Min => (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_MIN, minMaxArg(m.child), PEvalMode.EVAL_MODE_LEGACY)
+    case m: Max => (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_MAX, minMaxArg(m.child), PEvalMode.EVAL_MODE_LEGACY)
+    case other => NotNative(s"aggregate function ${other.prettyName} is not supported natively")
+  }
+
+  private def minMaxArg(child: Expression): Expression = child.dataType match {
+    case BooleanType | ByteType | ShortType | IntegerType | LongType | _: DecimalType |
+        StringType | DateType =>
+      child
+    case t => NotNative(s"min/max over ${t.simpleString} is not supported natively")
+  }
+
+  private def evalMode(mode: EvalMode.Value): PEvalMode = mode match {
+    case EvalMode.ANSI => PEvalMode.EVAL_MODE_ANSI
+    case EvalMode.TRY => PEvalMode.EVAL_MODE_TRY
+    case _ => PEvalMode.EVAL_MODE_LEGACY
+  }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test: Rust format, lints and unit tests; the JVM tests (JNI round trip, errors,
+# resource release); the Spark integration tests against vanilla Spark on generated TPC-H
+# data; and a spark-submit run of the packaged jar with --conf spark.plugins=ballista.
+# Tests use Cargo's dev profile: quick to build, fast enough on small data.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+require_toolchain
+ensure_pyspark
+ensure_tpchgen
+cd "$REPO_ROOT"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+log "cargo test"
+cargo test
+
+data=$(tpch_data 0.01)
+export BALLISTA_TPCH_DIR=$data
+export BALLISTA_QUERY_DIR=$REPO_ROOT/bench/tpch/queries
+
+log "mvn install (JVM and Spark integration tests)"
+mvn -B -ntp -Dnative.profile=dev install
+
+log "spark-submit --conf spark.plugins=ballista (TPC-H Q1, Q6 at scale factor 0.01)"
+spark-submit --master 'local[2]' --jars "$(plugin_jar)" --conf spark.plugins=ballista \
+  --conf spark.ui.enabled=false \
+  "$REPO_ROOT/bench/tpch_compare.py" --data "$data" --queries 1,6 --runs 1

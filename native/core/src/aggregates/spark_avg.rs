@@ -99,6 +99,7 @@ impl AggregateUDFImpl for SparkAvg {
                     return internal_err!("decimal avg sum type");
                 };
                 Ok(Box::new(DecimalAvg {
+                    limit: 10_u128.pow(u32::from(sum_precision)),
                     sum: Some(0),
                     count: 0,
                     sum_precision,
@@ -185,6 +186,8 @@ struct DecimalAvg {
     /// `None` once the sum overflowed its precision (Spark's null sum).
     sum: Option<i128>,
     count: i64,
+    /// 10^sum_precision: sums at least this large overflow.
+    limit: u128,
     sum_precision: u8,
     sum_scale: i8,
     result_precision: u8,
@@ -195,7 +198,7 @@ struct DecimalAvg {
 impl DecimalAvg {
     fn add(&self, a: Option<i128>, b: i128) -> Option<i128> {
         a.and_then(|a| a.checked_add(b))
-            .filter(|v| v.unsigned_abs() < 10_u128.pow(u32::from(self.sum_precision)))
+            .filter(|v| v.unsigned_abs() < self.limit)
     }
 }
 

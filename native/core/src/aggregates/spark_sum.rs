@@ -79,6 +79,7 @@ impl AggregateUDFImpl for SparkDecimalSum {
             return internal_err!("decimal sum returning {}", args.return_field.data_type());
         };
         Ok(Box::new(DecimalSumAccumulator {
+            limit: 10_u128.pow(u32::from(precision)),
             sum: Some(0),
             is_empty: true,
             precision,
@@ -93,6 +94,8 @@ struct DecimalSumAccumulator {
     /// `None` once the running sum overflowed the buffer's precision.
     sum: Option<i128>,
     is_empty: bool,
+    /// 10^precision: sums at least this large overflow.
+    limit: u128,
     precision: u8,
     scale: i8,
     eval_mode: EvalMode,
@@ -100,8 +103,7 @@ struct DecimalSumAccumulator {
 
 impl DecimalSumAccumulator {
     fn add(&self, a: i128, b: i128) -> Option<i128> {
-        a.checked_add(b)
-            .filter(|v| v.unsigned_abs() < 10_u128.pow(u32::from(self.precision)))
+        a.checked_add(b).filter(|v| v.unsigned_abs() < self.limit)
     }
 }
 

@@ -6,9 +6,11 @@ use std::fmt::{self, Display, Formatter};
 use std::hash::Hash;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Float32Array, Float64Array};
+use arrow::array::{Array, ArrayRef, ArrowNativeTypeOp, AsArray, Decimal128Array, PrimitiveArray};
 use arrow::compute::kernels::numeric;
-use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Float64Type, Schema};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, FieldRef, Float32Type, Float64Type, Schema,
+};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{Result, exec_err, internal_err};
 use datafusion::logical_expr::ColumnarValue;
@@ -117,30 +119,8 @@ impl SparkArithmetic {
 
     fn evaluate_float_divide(&self, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
         match l.data_type() {
-            DataType::Float64 => {
-                let (l, r) = (
-                    l.as_primitive::<Float64Type>(),
-                    r.as_primitive::<Float64Type>(),
-                );
-                let out: Float64Array = l
-                    .iter()
-                    .zip(r.iter())
-                    .map(|(a, b)| divide_or_null(a, b, 0.0, self.eval_mode))
-                    .collect::<Result<_>>()?;
-                Ok(Arc::new(out))
-            }
-            DataType::Float32 => {
-                let (l, r) = (
-                    l.as_primitive::<Float32Type>(),
-                    r.as_primitive::<Float32Type>(),
-                );
-                let out: Float32Array = l
-                    .iter()
-                    .zip(r.iter())
-                    .map(|(a, b)| divide_or_null(a, b, 0.0, self.eval_mode))
-                    .collect::<Result<_>>()?;
-                Ok(Arc::new(out))
-            }
+            DataType::Float64 => divide_floats::<Float64Type>(l, r, self.eval_mode),
+            DataType::Float32 => divide_floats::<Float32Type>(l, r, self.eval_mode),
             t => internal_err!("float division on {t}"),
         }
     }
@@ -158,6 +138,21 @@ impl SparkArithmetic {
         };
         result.or_else(|e| exec_err!("[ARITHMETIC_OVERFLOW] {e}"))
     }
+}
+
+/// Spark's `/` on floating point: null (or an error in ANSI mode) when dividing by zero.
+fn divide_floats<T>(l: &ArrayRef, r: &ArrayRef, mode: EvalMode) -> Result<ArrayRef>
+where
+    T: ArrowPrimitiveType,
+    T::Native: ArrowNativeTypeOp + std::ops::Div<Output = T::Native>,
+{
+    let (l, r) = (l.as_primitive::<T>(), r.as_primitive::<T>());
+    let out: PrimitiveArray<T> = l
+        .iter()
+        .zip(r.iter())
+        .map(|(a, b)| divide_or_null(a, b, T::Native::ZERO, mode))
+        .collect::<Result<_>>()?;
+    Ok(Arc::new(out))
 }
 
 fn divide_or_null<T>(a: Option<T>, b: Option<T>, zero: T, mode: EvalMode) -> Result<Option<T>>

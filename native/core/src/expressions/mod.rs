@@ -6,6 +6,7 @@
 
 pub mod arithmetic;
 pub mod cast;
+pub mod decimal_scaling;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::kernels::decimal::DecimalOp;
 use crate::types::{arrow_type, literal_value};
 use arithmetic::{EvalMode, SparkArithmetic};
 use cast::SparkCast;
+use decimal_scaling::DecimalScaling;
 
 /// Creates the physical expression for `expr`, bound to `input_schema`.
 pub fn create_physical_expr(
@@ -53,6 +55,25 @@ pub fn create_physical_expr(
                 child,
                 to,
                 eval_mode(c.eval_mode)?,
+                input_schema,
+            )?))
+        }
+        Kind::UnscaledValue(u) => {
+            let child =
+                create_physical_expr(required(&u.child, "UnscaledValue child")?, input_schema)?;
+            Ok(Arc::new(DecimalScaling::unscaled_value(
+                child,
+                input_schema,
+            )?))
+        }
+        Kind::MakeDecimal(m) => {
+            let child =
+                create_physical_expr(required(&m.child, "MakeDecimal child")?, input_schema)?;
+            let to = arrow_type(required(&m.to, "MakeDecimal type")?)?;
+            Ok(Arc::new(DecimalScaling::make_decimal(
+                child,
+                to,
+                m.null_on_overflow,
                 input_schema,
             )?))
         }

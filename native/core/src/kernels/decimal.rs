@@ -31,19 +31,84 @@ pub enum DecimalOp {
     Divide,
 }
 
+/// Powers of ten up to 10^76, the largest that fits 256 bits.
+const POW10: [i256; 77] = {
+    let mut table = [i256::ONE; 77];
+    let mut i = 1;
+    while i < 77 {
+        table[i] = table[i - 1].wrapping_mul(i256::from_i128(10));
+        i += 1;
+    }
+    table
+};
+
 /// 10^n as a 256-bit integer (n <= 76).
 pub fn pow10(n: u32) -> i256 {
-    let ten = i256::from_i128(10);
-    let mut acc = i256::ONE;
-    for _ in 0..n {
-        acc = acc.wrapping_mul(ten);
-    }
-    acc
+    POW10[n as usize]
 }
 
 /// 10^n for n <= 38.
 pub fn pow10_i128(n: u32) -> i128 {
     10_i128.pow(n)
+}
+
+/// `n / d` rounded HALF_UP (ties away from zero) in 128 bits; `d` must not be zero.
+fn div_round_half_up_i128(n: i128, d: i128) -> i128 {
+    let (q, r) = (n / d, n % d);
+    if r != 0 && r.unsigned_abs() >= d.unsigned_abs() - r.unsigned_abs() {
+        if (n < 0) != (d < 0) { q - 1 } else { q + 1 }
+    } else {
+        q
+    }
+}
+
+/// The common case of [`apply`] without 256-bit arithmetic: `None` when an intermediate
+/// value does not fit 128 bits (the caller then takes the exact 256-bit path).
+fn apply_i128(
+    op: DecimalOp,
+    left: i128,
+    left_scale: i8,
+    right: i128,
+    right_scale: i8,
+    scale: i8,
+) -> Option<i128> {
+    let rescale = |v: i128, from: i8, to: i8| -> Option<i128> {
+        let diff = i32::from(to) - i32::from(from);
+        if diff >= 0 {
+            v.checked_mul(10_i128.checked_pow(diff as u32)?)
+        } else {
+            Some(div_round_half_up_i128(
+                v,
+                10_i128.checked_pow((-diff) as u32)?,
+            ))
+        }
+    };
+    match op {
+        DecimalOp::Add | DecimalOp::Subtract => {
+            let common = left_scale.max(right_scale);
+            let (l, r) = (
+                rescale(left, left_scale, common)?,
+                rescale(right, right_scale, common)?,
+            );
+            let v = if op == DecimalOp::Add {
+                l.checked_add(r)?
+            } else {
+                l.checked_sub(r)?
+            };
+            rescale(v, common, scale)
+        }
+        DecimalOp::Multiply => rescale(left.checked_mul(right)?, left_scale + right_scale, scale),
+        DecimalOp::Divide => {
+            let shift = i32::from(scale) - i32::from(left_scale) + i32::from(right_scale);
+            if shift >= 0 {
+                let n = left.checked_mul(10_i128.checked_pow(shift as u32)?)?;
+                Some(div_round_half_up_i128(n, right))
+            } else {
+                let d = right.checked_mul(10_i128.checked_pow((-shift) as u32)?)?;
+                Some(div_round_half_up_i128(left, d))
+            }
+        }
+    }
 }
 
 /// `n / d` rounded HALF_UP (ties away from zero); `d` must not be zero.
@@ -112,6 +177,16 @@ pub fn apply(
     precision: u8,
     scale: i8,
 ) -> DecimalResult {
+    if op == DecimalOp::Divide && right == 0 {
+        return DecimalResult::DivideByZero;
+    }
+    if let Some(v) = apply_i128(op, left, left_scale, right, right_scale, scale) {
+        return if v.unsigned_abs() < 10_u128.pow(u32::from(precision)) {
+            DecimalResult::Value(v)
+        } else {
+            DecimalResult::Overflow
+        };
+    }
     let l = i256::from_i128(left);
     let r = i256::from_i128(right);
     let exact = match op {
@@ -137,9 +212,6 @@ pub fn apply(
             rescale(product, left_scale + right_scale, scale)
         }
         DecimalOp::Divide => {
-            if right == 0 {
-                return DecimalResult::DivideByZero;
-            }
             // left / right at `scale`: (l * 10^(scale - ls + rs)) / r, rounded HALF_UP.
             let shift = i32::from(scale) - i32::from(left_scale) + i32::from(right_scale);
             if shift >= 0 {
@@ -243,6 +315,77 @@ mod tests {
             apply(DecimalOp::Divide, pow10_i128(37), 0, 1, 38, 38, 38),
             Overflow
         );
+    }
+
+    #[test]
+    fn narrow_and_wide_paths_agree() {
+        let values = [
+            0_i128,
+            1,
+            -1,
+            5,
+            -5,
+            12345,
+            -98765,
+            999_999_999,
+            pow10_i128(20) + 7,
+        ];
+        let ops = [
+            DecimalOp::Add,
+            DecimalOp::Subtract,
+            DecimalOp::Multiply,
+            DecimalOp::Divide,
+        ];
+        for op in ops {
+            for &a in &values {
+                for &b in &values {
+                    for (sa, sb, s) in [(2, 2, 4), (0, 3, 2), (5, 1, 6), (3, 3, 0)] {
+                        if op == DecimalOp::Divide && b == 0 {
+                            continue;
+                        }
+                        let narrow = apply_i128(op, a, sa, b, sb, s);
+                        let wide = {
+                            let (l, r) = (i256::from_i128(a), i256::from_i128(b));
+                            match op {
+                                DecimalOp::Multiply => rescale(l.wrapping_mul(r), sa + sb, s),
+                                DecimalOp::Divide => {
+                                    let shift = i32::from(s) - i32::from(sa) + i32::from(sb);
+                                    if shift >= 0 {
+                                        Some(div_round_half_up(
+                                            l.wrapping_mul(pow10(shift as u32)),
+                                            r,
+                                        ))
+                                    } else {
+                                        Some(div_round_half_up(
+                                            l,
+                                            r.wrapping_mul(pow10((-shift) as u32)),
+                                        ))
+                                    }
+                                }
+                                _ => {
+                                    let c = sa.max(sb);
+                                    let (l, r) =
+                                        (rescale(l, sa, c).unwrap(), rescale(r, sb, c).unwrap());
+                                    let v = if op == DecimalOp::Add {
+                                        l.wrapping_add(r)
+                                    } else {
+                                        l.wrapping_sub(r)
+                                    };
+                                    rescale(v, c, s)
+                                }
+                            }
+                        };
+                        if let Some(n) = narrow {
+                            assert_eq!(
+                                Some(i256::from_i128(n)),
+                                wide,
+                                "{op:?} {a}@{sa} {b}@{sb} -> @{s}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

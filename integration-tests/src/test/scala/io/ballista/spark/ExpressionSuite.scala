@@ -83,6 +83,11 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
       "avg(CAST(small AS DECIMAL(15,2))), avg(big), avg(i), min(dt), max(big), min(i), sum(d) " +
       "FROM edge GROUP BY g", Aggregate)
     check("SELECT count(*), sum(big), avg(big) FROM edge WHERE id > 100", Aggregate)
+    // Sums of decimals of precision <= 8 run on unscaled longs (UnscaledValue / MakeDecimal).
+    val narrow = SparkFixture.assertSameAsSpark(
+      spark, "SELECT g, sum(CAST(small AS DECIMAL(7,2))), count(*) FROM edge GROUP BY g",
+      ordered = false)
+    assert(SparkFixture.nativeOperatorNames(narrow).count(_ == Aggregate) == 2)
     // Spark plans these as a sort-based aggregation, which stays in Spark for now: the
     // results must still be Spark's.
     SparkFixture.assertSameAsSpark(

@@ -63,6 +63,44 @@ class PluginSuite extends AnyFunSuite {
     eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
   }
 
+  test("partitioned tables: partition columns and partition pruning are native") {
+    val path = SparkFixture.tempDir("ballista-partitioned").resolve("t.parquet").toString
+    spark.conf.set("spark.ballista.enabled", "false")
+    spark.range(0, 500)
+      .selectExpr("id", "CAST(id AS DECIMAL(12,2)) AS v", "CAST(id % 4 AS INT) AS part",
+        "CASE WHEN id % 3 = 0 THEN 'x' ELSE 'y' END AS tag")
+      .write.partitionBy("part", "tag").parquet(path)
+    spark.read.parquet(path).createOrReplaceTempView("partitioned")
+    val grouped = SparkFixture.assertSameAsSpark(
+      spark, "SELECT part, tag, count(*), sum(v), max(id) FROM partitioned GROUP BY part, tag",
+      ordered = false)
+    assert(SparkFixture.nativeOperatorNames(grouped).contains("BallistaParquetScan"))
+    assert(SparkFixture.nativeOperatorNames(grouped).count(_ == "BallistaHashAggregate") == 2)
+    val pruned = SparkFixture.assertSameAsSpark(
+      spark, "SELECT id, v, part FROM partitioned WHERE part = 2 AND tag = 'x' AND v > 10",
+      ordered = false)
+    assert(SparkFixture.nativeOperatorNames(pruned).contains("BallistaFilter"))
+  }
+
+  test("cancelling a job stops its native plans and releases them; the next query succeeds") {
+    sampleTable("cancelled")
+    spark.udf.register("slow", (x: Long) => { Thread.sleep(20); x })
+    spark.conf.set("spark.ballista.enabled", "true")
+    val query = new Thread(() => {
+      spark.sparkContext.setJobGroup("ballista-cancel", "cancel test", interruptOnCancel = true)
+      try spark.sql("SELECT sum(slow(id)) FROM cancelled WHERE id >= 0").collect()
+      catch { case _: Throwable => () }
+    })
+    query.start()
+    // The native scans are running while the slow UDF consumes their batches.
+    eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() > 0) }
+    spark.sparkContext.cancelJobGroup("ballista-cancel")
+    query.join(60000)
+    assert(!query.isAlive, "the cancelled query did not stop")
+    eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
+    assert(spark.sql("SELECT count(*) FROM cancelled WHERE id >= 0").collect().head.getLong(0) == 1000)
+  }
+
   test("the plugin also loads by its fully qualified class name") {
     SparkSession.getActiveSession.foreach(_.stop())
     val session = SparkFixture.create(classOf[BallistaPlugin].getName)

@@ -10,7 +10,7 @@ import org.apache.spark.internal.Logging
 import org.apache.spark.rdd.RDD
 import org.apache.spark.sql.ballista.serde.TypeSerde
 import org.apache.spark.sql.catalyst.InternalRow
-import org.apache.spark.sql.execution.SparkPlan
+import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
 import org.apache.spark.sql.types.StructType
 import org.apache.spark.sql.vectorized.{ArrowColumnVector, ColumnVector, ColumnarBatch}
 
@@ -115,7 +115,11 @@ private[ballista] object NativePlanRDD {
         new NativePlanRDD(root.session.sparkContext, partitions, None, new StructType(), batchSize)
       case (0, 1) =>
         val child = inputs.head
-        val rows = child.execute()
+        // Rows are what the native side imports (as Arrow); a columnar-only Spark operator
+        // is read through Spark's own columnar-to-row transition.
+        val rows =
+          if (child.supportsColumnar && !child.supportsRowBased) ColumnarToRowExec(child).execute()
+          else child.execute()
         val bytes = planBytes(0)
         val partitions = rows.partitions.map(p => new NativePartition(p.index, bytes, Some(p)))
         new NativePlanRDD(root.session.sparkContext, partitions, Some(rows), child.schema, batchSize)

@@ -1,7 +1,7 @@
 package org.apache.spark.sql.ballista.serde
 
 import com.google.protobuf.ByteString
-import io.ballista.spark.proto.{BinaryExpr, BinaryOp, BoundReference => PBound, Cast => PCast, EvalMode => PEvalMode, Expr, Literal => PLiteral, NamedExpr, UnaryExpr, UnaryOp}
+import io.ballista.spark.proto.{BinaryExpr, BinaryOp, BoundReference => PBound, Cast => PCast, EvalMode => PEvalMode, Expr, Literal => PLiteral, MakeDecimal => PMakeDecimal, NamedExpr, UnaryExpr, UnaryOp, UnscaledValue => PUnscaledValue}
 import org.apache.spark.sql.catalyst.expressions._
 import org.apache.spark.sql.types._
 import org.apache.spark.unsafe.types.UTF8String
@@ -58,6 +58,18 @@ object ExprSerde {
     case n: IsNotNull => unary(UnaryOp.UNARY_OP_IS_NOT_NULL, n.child)
 
     case c: Cast => cast(c)
+
+    // Spark's optimizer computes sums and averages of narrow decimals on unscaled longs.
+    case u: UnscaledValue =>
+      val b = PUnscaledValue.newBuilder().setChild(translate(u.child))
+      Expr.newBuilder().setUnscaledValue(b).build()
+    case m: MakeDecimal =>
+      val b = PMakeDecimal
+        .newBuilder()
+        .setChild(translate(m.child))
+        .setTo(TypeSerde.dataType(m.dataType))
+        .setNullOnOverflow(m.nullOnOverflow)
+      Expr.newBuilder().setMakeDecimal(b).build()
 
     case other =>
       NotNative(s"expression ${other.prettyName} (${other.getClass.getSimpleName}) is not " +

@@ -40,7 +40,10 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
     val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
     val native = SparkFixture.nativeOperatorNames(df)
     nativeOperators.foreach { op =>
-      assert(native.contains(op), s"$op did not run natively for: $sql\n${df.queryExecution.executedPlan}")
+      assert(
+        native.contains(op),
+        s"$op did not run natively for: $sql\n${df.queryExecution.executedPlan}"
+      )
     }
   }
 
@@ -48,10 +51,12 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
   private val Filter = "BallistaFilter"
   private val Aggregate = "BallistaHashAggregate"
 
-
   test("decimal arithmetic keeps Spark's precision, rounding and overflow") {
-    check("SELECT id, big * big, big + big, big - small, big / small, small / 3, small * small, " +
-      "big * CAST(1.5 AS DECIMAL(2,1)), small / CAST(0 AS DECIMAL(1,0)) FROM edge", Project)
+    check(
+      "SELECT id, big * big, big + big, big - small, big / small, small / 3, small * small, " +
+        "big * CAST(1.5 AS DECIMAL(2,1)), small / CAST(0 AS DECIMAL(1,0)) FROM edge",
+      Project
+    )
   }
 
   test("integer arithmetic wraps around like Spark outside ANSI mode") {
@@ -59,15 +64,21 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
   }
 
   test("double division by zero is null, NaN and -0.0 compare as in Spark") {
-    check("SELECT id, d / 0.0, d / d, d = 0.0, d < 1.0, d > 1.0, d <=> CAST('NaN' AS DOUBLE) " +
-      "FROM edge", Project)
+    check(
+      "SELECT id, d / 0.0, d / d, d = 0.0, d < 1.0, d > 1.0, d <=> CAST('NaN' AS DOUBLE) " +
+        "FROM edge",
+      Project
+    )
     check("SELECT id FROM edge WHERE d = 0.0", Filter)
     check("SELECT id FROM edge WHERE d > 100.0", Filter)
   }
 
   test("casts between integers and decimals") {
-    check("SELECT id, CAST(i AS DECIMAL(3,1)), CAST(i AS DECIMAL(20,2)), CAST(small AS DECIMAL(5,1)), " +
-      "CAST(big AS DECIMAL(12,2)), CAST(i AS DOUBLE), CAST(i AS BIGINT) FROM edge", Project)
+    check(
+      "SELECT id, CAST(i AS DECIMAL(3,1)), CAST(i AS DECIMAL(20,2)), CAST(small AS DECIMAL(5,1)), " +
+        "CAST(big AS DECIMAL(12,2)), CAST(i AS DOUBLE), CAST(i AS BIGINT) FROM edge",
+      Project
+    )
   }
 
   test("null handling in predicates") {
@@ -79,19 +90,27 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
   test("aggregates over nulls, groups and decimal sums") {
     // decimal(15,2) like TPC-H: Spark rewrites sums and averages of narrower decimals into
     // long arithmetic (DecimalAggregates), which is not native yet.
-    check("SELECT g, count(*), count(i), sum(i), sum(big), sum(CAST(small AS DECIMAL(15,2))), " +
-      "avg(CAST(small AS DECIMAL(15,2))), avg(big), avg(i), min(dt), max(big), min(i), sum(d) " +
-      "FROM edge GROUP BY g", Aggregate)
+    check(
+      "SELECT g, count(*), count(i), sum(i), sum(big), sum(CAST(small AS DECIMAL(15,2))), " +
+        "avg(CAST(small AS DECIMAL(15,2))), avg(big), avg(i), min(dt), max(big), min(i), sum(d) " +
+        "FROM edge GROUP BY g",
+      Aggregate
+    )
     check("SELECT count(*), sum(big), avg(big) FROM edge WHERE id > 100", Aggregate)
     // Sums of decimals of precision <= 8 run on unscaled longs (UnscaledValue / MakeDecimal).
     val narrow = SparkFixture.assertSameAsSpark(
-      spark, "SELECT g, sum(CAST(small AS DECIMAL(7,2))), count(*) FROM edge GROUP BY g",
-      ordered = false)
+      spark,
+      "SELECT g, sum(CAST(small AS DECIMAL(7,2))), count(*) FROM edge GROUP BY g",
+      ordered = false
+    )
     assert(SparkFixture.nativeOperatorNames(narrow).count(_ == Aggregate) == 2)
     // Spark plans these as a sort-based aggregation, which stays in Spark for now: the
     // results must still be Spark's.
     SparkFixture.assertSameAsSpark(
-      spark, "SELECT g, min(s), max(s), sum(small), avg(small) FROM edge GROUP BY g", ordered = false)
+      spark,
+      "SELECT g, min(s), max(s), sum(small), avg(small) FROM edge GROUP BY g",
+      ordered = false
+    )
   }
 
   test("decimal sum overflow gives null as in Spark") {

@@ -15,8 +15,11 @@ class PluginSuite extends AnyFunSuite {
   private def sampleTable(name: String): String = {
     val path = SparkFixture.tempDir("ballista-plugin").resolve(s"$name.parquet").toString
     spark.conf.set("spark.ballista.enabled", "false")
-    spark.range(0, 1000).selectExpr("id", "CAST(id AS DECIMAL(12,2)) / 7 AS v", "id % 3 AS k")
-      .write.parquet(path)
+    spark
+      .range(0, 1000)
+      .selectExpr("id", "CAST(id AS DECIMAL(12,2)) / 7 AS v", "id % 3 AS k")
+      .write
+      .parquet(path)
     spark.read.parquet(path).createOrReplaceTempView(name)
     path
   }
@@ -26,7 +29,10 @@ class PluginSuite extends AnyFunSuite {
     assert(extensions.split(",").contains(classOf[BallistaSessionExtensions].getName))
     sampleTable("sample")
     val df = SparkFixture.assertSameAsSpark(
-      spark, "SELECT k, sum(v), count(*) FROM sample WHERE id > 10 GROUP BY k", ordered = false)
+      spark,
+      "SELECT k, sum(v), count(*) FROM sample WHERE id > 10 GROUP BY k",
+      ordered = false
+    )
     assert(SparkFixture.nativeOperatorNames(df).contains("BallistaHashAggregate"))
   }
 
@@ -66,19 +72,30 @@ class PluginSuite extends AnyFunSuite {
   test("partitioned tables: partition columns and partition pruning are native") {
     val path = SparkFixture.tempDir("ballista-partitioned").resolve("t.parquet").toString
     spark.conf.set("spark.ballista.enabled", "false")
-    spark.range(0, 500)
-      .selectExpr("id", "CAST(id AS DECIMAL(12,2)) AS v", "CAST(id % 4 AS INT) AS part",
-        "CASE WHEN id % 3 = 0 THEN 'x' ELSE 'y' END AS tag")
-      .write.partitionBy("part", "tag").parquet(path)
+    spark
+      .range(0, 500)
+      .selectExpr(
+        "id",
+        "CAST(id AS DECIMAL(12,2)) AS v",
+        "CAST(id % 4 AS INT) AS part",
+        "CASE WHEN id % 3 = 0 THEN 'x' ELSE 'y' END AS tag"
+      )
+      .write
+      .partitionBy("part", "tag")
+      .parquet(path)
     spark.read.parquet(path).createOrReplaceTempView("partitioned")
     val grouped = SparkFixture.assertSameAsSpark(
-      spark, "SELECT part, tag, count(*), sum(v), max(id) FROM partitioned GROUP BY part, tag",
-      ordered = false)
+      spark,
+      "SELECT part, tag, count(*), sum(v), max(id) FROM partitioned GROUP BY part, tag",
+      ordered = false
+    )
     assert(SparkFixture.nativeOperatorNames(grouped).contains("BallistaParquetScan"))
     assert(SparkFixture.nativeOperatorNames(grouped).count(_ == "BallistaHashAggregate") == 2)
     val pruned = SparkFixture.assertSameAsSpark(
-      spark, "SELECT id, v, part FROM partitioned WHERE part = 2 AND tag = 'x' AND v > 10",
-      ordered = false)
+      spark,
+      "SELECT id, v, part FROM partitioned WHERE part = 2 AND tag = 'x' AND v > 10",
+      ordered = false
+    )
     assert(SparkFixture.nativeOperatorNames(pruned).contains("BallistaFilter"))
   }
 
@@ -98,7 +115,9 @@ class PluginSuite extends AnyFunSuite {
     query.join(60000)
     assert(!query.isAlive, "the cancelled query did not stop")
     eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
-    assert(spark.sql("SELECT count(*) FROM cancelled WHERE id >= 0").collect().head.getLong(0) == 1000)
+    assert(
+      spark.sql("SELECT count(*) FROM cancelled WHERE id >= 0").collect().head.getLong(0) == 1000
+    )
   }
 
   test("the plugin also loads by its fully qualified class name") {

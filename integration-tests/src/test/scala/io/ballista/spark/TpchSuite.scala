@@ -22,7 +22,8 @@ class TpchSuite extends AnyFunSuite with BeforeAndAfterAll {
   override def beforeAll(): Unit = {
     val dir = sys.env.getOrElse(
       "BALLISTA_TPCH_DIR",
-      fail("BALLISTA_TPCH_DIR is not set: run the tests with dev/test.sh, which makes the data"))
+      fail("BALLISTA_TPCH_DIR is not set: run the tests with dev/test.sh, which makes the data")
+    )
     tables.foreach { t =>
       val path = new File(dir, s"$t.parquet")
       assert(path.exists(), s"missing TPC-H table $path")
@@ -59,8 +60,8 @@ class TpchSuite extends AnyFunSuite with BeforeAndAfterAll {
 
   test("EXPLAIN shows native operators and why their parent stays in Spark") {
     spark.conf.set("spark.ballista.enabled", "true")
-    val explained = spark.sql(query(1)).queryExecution.explainString(
-      org.apache.spark.sql.execution.ExtendedMode)
+    val explained =
+      spark.sql(query(1)).queryExecution.explainString(org.apache.spark.sql.execution.ExtendedMode)
     assert(explained.contains("BallistaHashAggregate"), explained)
     assert(explained.contains("parent stays in Spark"), explained)
   }

@@ -20,10 +20,12 @@ object BallistaConf {
   val Enabled: BooleanEntry = BooleanEntry(
     "spark.ballista.enabled",
     default = true,
-    "Run supported operators natively; false runs everything as vanilla Spark.")
+    "Run supported operators natively; false runs everything as vanilla Spark."
+  )
 
   val BatchSize: IntEntry = IntEntry(
     "spark.ballista.batchSize",
     default = 8192,
-    "Rows per Arrow batch produced by native operators and by row-to-Arrow conversion.")
+    "Rows per Arrow batch produced by native operators and by row-to-Arrow conversion."
+  )
 }

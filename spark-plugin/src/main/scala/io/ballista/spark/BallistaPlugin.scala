@@ -31,8 +31,10 @@ class BallistaDriverPlugin extends DriverPlugin with Logging {
     if (!existing.contains(ours)) {
       conf.set(key, (existing :+ ours).mkString(","))
     }
-    logInfo(s"Ballista for Spark ${BallistaPlugin.version} active on the driver " +
-      s"(${BallistaConf.Enabled.key}=${conf.get(BallistaConf.Enabled.key, "true")})")
+    logInfo(
+      s"Ballista for Spark ${BallistaPlugin.version} active on the driver " +
+        s"(${BallistaConf.Enabled.key}=${conf.get(BallistaConf.Enabled.key, "true")})"
+    )
     Collections.emptyMap()
   }
 }
@@ -41,13 +43,16 @@ class BallistaDriverPlugin extends DriverPlugin with Logging {
 class BallistaExecutorPlugin extends ExecutorPlugin with Logging {
   override def init(ctx: PluginContext, extraConf: JMap[String, String]): Unit = {
     NativeLibrary.load()
-    logInfo(s"Ballista for Spark ${BallistaPlugin.version} active on executor " +
-      s"${ctx.executorID()}: native engine ${NativeEngine.version()} from " +
-      s"${NativeLibrary.loadedPath()}")
+    logInfo(
+      s"Ballista for Spark ${BallistaPlugin.version} active on executor " +
+        s"${ctx.executorID()}: native engine ${NativeEngine.version()} from " +
+        s"${NativeLibrary.loadedPath()}"
+    )
   }
 }
 
 object BallistaPlugin {
+
   /** The plugin's version, from the jar's manifest when packaged. */
   def version: String =
     Option(classOf[BallistaPlugin].getPackage.getImplementationVersion).getOrElse("dev")

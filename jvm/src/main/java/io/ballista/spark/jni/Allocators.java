@@ -12,8 +12,8 @@ public final class Allocators {
   /**
    * Returns the process-wide root allocator (unlimited), creating it on first use.
    *
-   * <p>It lives as long as the JVM: do not close it. Allocate from {@link #child} allocators,
-   * which make leaks visible.
+   * <p>It lives as long as the JVM: do not close it. Allocate from {@link #child} allocators, which
+   * make leaks visible.
    *
    * @return the root allocator
    */

@@ -11,12 +11,12 @@ import org.apache.arrow.vector.VectorSchemaRoot;
 /**
  * A {@link BatchSource} over an iterator of Arrow {@link VectorSchemaRoot}s.
  *
- * <p>Exporting a root retains its buffers: the exported data stays alive, whatever happens to
- * the root, until the native side releases it. The iterator should therefore return a root
- * with freshly allocated vectors for every batch. A producer that refills one root in place
- * would overwrite data that the native side may still be reading; a producer may close its
- * roots after export (or let this source do it, see {@link #ArrowBatchSource(Iterator,
- * BufferAllocator, boolean)}), which only drops its own reference.
+ * <p>Exporting a root retains its buffers: the exported data stays alive, whatever happens to the
+ * root, until the native side releases it. The iterator should therefore return a root with freshly
+ * allocated vectors for every batch. A producer that refills one root in place would overwrite data
+ * that the native side may still be reading; a producer may close its roots after export (or let
+ * this source do it, see {@link #ArrowBatchSource(Iterator, BufferAllocator, boolean)}), which only
+ * drops its own reference.
  *
  * <p>Not thread-safe; the native side calls {@link #next} from one thread at a time.
  */
@@ -44,8 +44,8 @@ public final class ArrowBatchSource implements BatchSource, AutoCloseable {
    * @param batches the batches, all of the schema the plan's {@code JvmInput} declares
    * @param allocator allocator for the export's bookkeeping (the buffers stay in the roots'
    *     allocators)
-   * @param closeAfterExport whether to close each root right after exporting it, handing its
-   *     data over to the native side entirely
+   * @param closeAfterExport whether to close each root right after exporting it, handing its data
+   *     over to the native side entirely
    */
   public ArrowBatchSource(
       Iterator<VectorSchemaRoot> batches, BufferAllocator allocator, boolean closeAfterExport) {
@@ -59,8 +59,8 @@ public final class ArrowBatchSource implements BatchSource, AutoCloseable {
    *
    * @param arrowArrayAddress address of the {@code ArrowArray} struct to fill
    * @param arrowSchemaAddress address of the {@code ArrowSchema} struct to fill
-   * @return {@code true} if a batch was exported, {@code false} when the iterator is exhausted
-   *     or this source is closed
+   * @return {@code true} if a batch was exported, {@code false} when the iterator is exhausted or
+   *     this source is closed
    */
   @Override
   public boolean next(long arrowArrayAddress, long arrowSchemaAddress) {
@@ -70,7 +70,10 @@ public final class ArrowBatchSource implements BatchSource, AutoCloseable {
     VectorSchemaRoot root = batches.next();
     try {
       Data.exportVectorSchemaRoot(
-          allocator, root, null, ArrowArray.wrap(arrowArrayAddress),
+          allocator,
+          root,
+          null,
+          ArrowArray.wrap(arrowArrayAddress),
           ArrowSchema.wrap(arrowSchemaAddress));
     } finally {
       if (closeAfterExport) {
@@ -91,9 +94,8 @@ public final class ArrowBatchSource implements BatchSource, AutoCloseable {
   }
 
   /**
-   * Ends the stream: later {@link #next} calls return {@code false}. Closes the iterator if it
-   * is {@link AutoCloseable}. Batches already exported stay valid until the native side
-   * releases them.
+   * Ends the stream: later {@link #next} calls return {@code false}. Closes the iterator if it is
+   * {@link AutoCloseable}. Batches already exported stay valid until the native side releases them.
    *
    * @throws IllegalStateException if closing the iterator fails with a checked exception
    */

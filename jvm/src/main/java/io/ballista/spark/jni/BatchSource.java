@@ -1,8 +1,8 @@
 package io.ballista.spark.jni;
 
 /**
- * A stream of Arrow batches that a native plan pulls from the JVM (see the {@code JvmInput}
- * plan node, whose {@code index} is the position of the source in the array passed to {@link
+ * A stream of Arrow batches that a native plan pulls from the JVM (see the {@code JvmInput} plan
+ * node, whose {@code index} is the position of the source in the array passed to {@link
  * NativeEngine#createPlan}).
  *
  * <p>Native code calls {@link #next} from the thread that drives the plan: the Java thread in
@@ -15,10 +15,10 @@ public interface BatchSource {
   /**
    * Exports the next batch through the Arrow C Data Interface.
    *
-   * <p>The two structs are allocated by the native side; the implementation fills them (as
-   * {@code org.apache.arrow.c.Data#exportVectorSchemaRoot} does) and transfers ownership of the
-   * exported data to the native side, which calls their {@code release} callbacks when done.
-   * At the end of the stream the implementation leaves them untouched.
+   * <p>The two structs are allocated by the native side; the implementation fills them (as {@code
+   * org.apache.arrow.c.Data#exportVectorSchemaRoot} does) and transfers ownership of the exported
+   * data to the native side, which calls their {@code release} callbacks when done. At the end of
+   * the stream the implementation leaves them untouched.
    *
    * @param arrowArrayAddress address of an {@code ArrowArray} struct to fill with the batch (a
    *     struct array whose children are the columns)

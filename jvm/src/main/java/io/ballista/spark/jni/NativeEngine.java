@@ -5,13 +5,13 @@ package io.ballista.spark.jni;
  *
  * <p>The class loads the library ({@link NativeLibrary#load()}) when it is initialized, so a
  * missing library surfaces as an {@link ExceptionInInitializerError} (then {@link
- * NoClassDefFoundError}) on first use; call {@link NativeLibrary#load()} first to get the
- * {@link UnsatisfiedLinkError} itself.
+ * NoClassDefFoundError}) on first use; call {@link NativeLibrary#load()} first to get the {@link
+ * UnsatisfiedLinkError} itself.
  *
  * <p>Every method reports native errors and panics as {@link NativeException} (except that an
- * exception thrown by an input {@link BatchSource} is rethrown as is). A plan handle is
- * used by one thread at a time. Most callers want {@link NativePlan}, which wraps a handle into
- * an iterator of Arrow batches.
+ * exception thrown by an input {@link BatchSource} is rethrown as is). A plan handle is used by one
+ * thread at a time. Most callers want {@link NativePlan}, which wraps a handle into an iterator of
+ * Arrow batches.
  */
 public final class NativeEngine {
   static {
@@ -32,8 +32,8 @@ public final class NativeEngine {
   public static native long createPlan(byte[] planBytes, BatchSource[] inputs);
 
   /**
-   * Exports the schema of the plan's output batches (a struct type whose children are the
-   * columns, matching the plan's {@code output_schema}).
+   * Exports the schema of the plan's output batches (a struct type whose children are the columns,
+   * matching the plan's {@code output_schema}).
    *
    * @param handle a plan handle from {@link #createPlan}
    * @param arrowSchemaAddress address of an empty {@code ArrowSchema} struct to fill; the caller
@@ -57,8 +57,8 @@ public final class NativeEngine {
   public static native boolean nextBatch(long handle, long arrowArrayAddress);
 
   /**
-   * Stops the plan if it still runs and frees its native resources, including its references
-   * to the input sources. Batches already exported stay valid until released.
+   * Stops the plan if it still runs and frees its native resources, including its references to the
+   * input sources. Batches already exported stay valid until released.
    *
    * @param handle a plan handle from {@link #createPlan}; not to be used afterwards
    * @throws NativeException on a native error
@@ -80,8 +80,7 @@ public final class NativeEngine {
   public static native String version();
 
   /**
-   * Panics in native code with the given message, to test that panics become Java
-   * exceptions.
+   * Panics in native code with the given message, to test that panics become Java exceptions.
    *
    * @param message the panic message
    * @throws NativeException always, with a message that contains {@code message}

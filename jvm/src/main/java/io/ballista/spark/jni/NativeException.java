@@ -1,8 +1,8 @@
 package io.ballista.spark.jni;
 
 /**
- * An error raised by the native engine: every native error, and every panic, reaches Java as
- * this exception.
+ * An error raised by the native engine: every native error, and every panic, reaches Java as this
+ * exception.
  *
  * <p>Native code throws it by class name ({@code io/ballista/spark/jni/NativeException}) through
  * the {@link #NativeException(String)} constructor, so that constructor must keep its signature.

@@ -16,11 +16,11 @@ import java.util.Locale;
  * <p>Where the library comes from, in this order:
  *
  * <ol>
- *   <li>the path in the system property {@value #PATH_PROPERTY}, else in the environment
- *       variable {@value #PATH_ENV};
- *   <li>the classpath resource {@value #RESOURCE}, which the build puts into the ballista-jvm
- *       jar: loaded in place when it is a plain file, otherwise extracted to a temporary file
- *       that is deleted when the JVM exits.
+ *   <li>the path in the system property {@value #PATH_PROPERTY}, else in the environment variable
+ *       {@value #PATH_ENV};
+ *   <li>the classpath resource {@value #RESOURCE}, which the build puts into the ballista-jvm jar:
+ *       loaded in place when it is a plain file, otherwise extracted to a temporary file that is
+ *       deleted when the JVM exits.
  * </ol>
  */
 public final class NativeLibrary {
@@ -40,8 +40,8 @@ public final class NativeLibrary {
   /**
    * Loads the library unless it is already loaded; safe to call any number of times.
    *
-   * @throws UnsatisfiedLinkError when the library cannot be found or loaded (the message says
-   *     why, including the platform when the bundled library does not fit it)
+   * @throws UnsatisfiedLinkError when the library cannot be found or loaded (the message says why,
+   *     including the platform when the bundled library does not fit it)
    */
   public static synchronized void load() {
     if (loadedPath != null) {
@@ -78,14 +78,21 @@ public final class NativeLibrary {
     if (!linux || !x86_64) {
       throw new UnsatisfiedLinkError(
           "Ballista's native library is built for Linux x86-64 only, this JVM runs on "
-              + platform + "; set -D" + PATH_PROPERTY + "=/path/to/libballista_spark.so"
+              + platform
+              + "; set -D"
+              + PATH_PROPERTY
+              + "=/path/to/libballista_spark.so"
               + " to use a library built for this platform");
     }
     URL url = NativeLibrary.class.getResource(RESOURCE);
     if (url == null) {
       throw new UnsatisfiedLinkError(
-          "Ballista's native library " + RESOURCE + " is not on the classpath (" + platform
-              + "); build it with dev/build-native.sh, or set -D" + PATH_PROPERTY);
+          "Ballista's native library "
+              + RESOURCE
+              + " is not on the classpath ("
+              + platform
+              + "); build it with dev/build-native.sh, or set -D"
+              + PATH_PROPERTY);
     }
     if ("file".equals(url.getProtocol())) {
       try {

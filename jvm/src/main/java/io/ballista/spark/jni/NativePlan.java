@@ -14,12 +14,12 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * A running native plan, read as an iterator of Arrow batches.
  *
  * <p>{@link #next()} always returns the same {@link VectorSchemaRoot}, loaded zero-copy with the
- * latest batch: its contents are valid only until the next {@link #hasNext()} or {@link
- * #close()}. Copy whatever must outlive that. Batches are imported into the allocator given to
- * {@link #execute}, so that allocator accounts for the batch being read.
+ * latest batch: its contents are valid only until the next {@link #hasNext()} or {@link #close()}.
+ * Copy whatever must outlive that. Batches are imported into the allocator given to {@link
+ * #execute}, so that allocator accounts for the batch being read.
  *
- * <p>An error during execution is thrown by {@link #hasNext()} as a {@link NativeException}, or
- * as the very exception an input {@link BatchSource} threw; the plan must still be closed. Not
+ * <p>An error during execution is thrown by {@link #hasNext()} as a {@link NativeException}, or as
+ * the very exception an input {@link BatchSource} threw; the plan must still be closed. Not
  * thread-safe.
  */
 public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseable {
@@ -47,8 +47,8 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   }
 
   /**
-   * Creates a native plan and returns it as an iterator of its output batches; execution
-   * starts with the first {@link #hasNext()}.
+   * Creates a native plan and returns it as an iterator of its output batches; execution starts
+   * with the first {@link #hasNext()}.
    *
    * @param planBytes a serialized {@code ballista.plan.Plan} protobuf message
    * @param inputs the sources of the plan's {@code JvmInput} nodes, by index; the caller keeps
@@ -86,8 +86,8 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   }
 
   /**
-   * Returns the root that {@link #next()} returns, for callers that want it before the first
-   * batch (for example to bind column readers once).
+   * Returns the root that {@link #next()} returns, for callers that want it before the first batch
+   * (for example to bind column readers once).
    *
    * @return the single root of this plan
    */
@@ -96,8 +96,8 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   }
 
   /**
-   * Runs the plan until its next batch is ready, unless one is already waiting. The previous
-   * batch is released. At the end of the stream the root is cleared.
+   * Runs the plan until its next batch is ready, unless one is already waiting. The previous batch
+   * is released. At the end of the stream the root is cleared.
    *
    * @return whether {@link #next()} has a batch to return
    * @throws NativeException if execution fails (or whatever exception an input threw)
@@ -160,8 +160,8 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   }
 
   /**
-   * Releases the current batch and the native plan; safe to call more than once. After it,
-   * {@link #hasNext()} returns {@code false}.
+   * Releases the current batch and the native plan; safe to call more than once. After it, {@link
+   * #hasNext()} returns {@code false}.
    *
    * @throws NativeException if the native side fails to close the plan (the Java resources are
    *     released regardless)

@@ -42,8 +42,7 @@ class NativeFailureTest extends NativeTestBase {
     return plan(
         filter(
             jvmInput(0, IDS_AND_NAMES),
-            binary(BinaryOp.BINARY_OP_GT, column(0, INT64), literal(threshold),
-                TestPlans.BOOLEAN)),
+            binary(BinaryOp.BINARY_OP_GT, column(0, INT64), literal(threshold), TestPlans.BOOLEAN)),
         IDS_AND_NAMES);
   }
 
@@ -62,8 +61,7 @@ class NativeFailureTest extends NativeTestBase {
   private void assertEngineStillWorks() {
     try (ArrowBatchSource input = eightRows();
         NativePlan result =
-            NativePlan.execute(
-                idsAbove(5).toByteArray(), new BatchSource[] {input}, allocator)) {
+            NativePlan.execute(idsAbove(5).toByteArray(), new BatchSource[] {input}, allocator)) {
       assertEquals(Arrays.asList(row(6L, "n6"), row(7L, "n7")), drain(result));
     }
   }
@@ -109,8 +107,7 @@ class NativeFailureTest extends NativeTestBase {
   void jvmInputIndexOutOfRangeIsRejected() {
     NativeException e =
         assertThrows(
-            NativeException.class,
-            () -> runToEnd(idsAbove(5).toByteArray(), new BatchSource[0]));
+            NativeException.class, () -> runToEnd(idsAbove(5).toByteArray(), new BatchSource[0]));
     assertUseful(e);
     assertEngineStillWorks();
   }

@@ -44,15 +44,9 @@ class NativeRoundTripTest extends NativeTestBase {
   /** Three batches: ids 0..11 with a null id, null names, a non-ASCII and an empty name. */
   private static final List<Object[][]> INPUT =
       Arrays.asList(
-          new Object[][] {
-            {0L, 1L, 2L, 3L}, {"zero", "one", "two", "three"}
-          },
-          new Object[][] {
-            {4L, 5L, null, 6L, 7L}, {"four", "five", "no id", "six", null}
-          },
-          new Object[][] {
-            {8L, 9L, 10L, 11L}, {"eight", null, "zehn ü 日本", ""}
-          });
+          new Object[][] {{0L, 1L, 2L, 3L}, {"zero", "one", "two", "three"}},
+          new Object[][] {{4L, 5L, null, 6L, 7L}, {"four", "five", "no id", "six", null}},
+          new Object[][] {{8L, 9L, 10L, 11L}, {"eight", null, "zehn ü 日本", ""}});
 
   private ArrowBatchSource idsAndNamesSource() {
     return source(
@@ -80,8 +74,7 @@ class NativeRoundTripTest extends NativeTestBase {
 
   @Test
   void projectionReturnsEveryRow() {
-    Schema out =
-        schema(field("n", STRING), field("i", INT64), field("j", INT64));
+    Schema out = schema(field("n", STRING), field("i", INT64), field("j", INT64));
     PlanNode root =
         projection(
             jvmInput(0, IDS_AND_NAMES),
@@ -183,11 +176,14 @@ class NativeRoundTripTest extends NativeTestBase {
         projection(
             jvmInput(0, schema(field("d", d152))),
             named(
-                binary(BinaryOp.BINARY_OP_MULTIPLY, column(0, d152), column(0, d152),
-                    decimal(31, 4)),
+                binary(
+                    BinaryOp.BINARY_OP_MULTIPLY, column(0, d152), column(0, d152), decimal(31, 4)),
                 "dd"),
             named(
-                binary(BinaryOp.BINARY_OP_MULTIPLY, column(0, d152), literal(factor, 3),
+                binary(
+                    BinaryOp.BINARY_OP_MULTIPLY,
+                    column(0, d152),
+                    literal(factor, 3),
                     decimal(19, 4)),
                 "d_times_factor"));
     Schema out = schema(field("dd", decimal(31, 4)), field("d_times_factor", decimal(19, 4)));
@@ -195,16 +191,13 @@ class NativeRoundTripTest extends NativeTestBase {
     List<List<Object>> expected = new ArrayList<>();
     for (BigDecimal[] batch : batches) {
       for (BigDecimal d : batch) {
-        expected.add(
-            d == null ? row(null, null) : row(d.multiply(d), d.multiply(factor)));
+        expected.add(d == null ? row(null, null) : row(d.multiply(d), d.multiply(factor)));
       }
     }
     // The squares use more than 64 bits of unscaled value: 30 digits.
-    assertEquals(
-        new BigDecimal("99999999999999800000000000.0001"), expected.get(3).get(0));
+    assertEquals(new BigDecimal("99999999999999800000000000.0001"), expected.get(3).get(0));
 
-    try (ArrowBatchSource input =
-        source(batches, b -> TestBatches.decimals(allocator, 15, 2, b))) {
+    try (ArrowBatchSource input = source(batches, b -> TestBatches.decimals(allocator, 15, 2, b))) {
       assertEquals(expected, run(plan(root, out), input));
     }
   }

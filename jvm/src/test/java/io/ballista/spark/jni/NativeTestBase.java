@@ -12,8 +12,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.TestInfo;
 
 /**
- * Gives each test a child allocator, and checks after each test that every native plan was
- * closed and that the allocator has no memory left allocated.
+ * Gives each test a child allocator, and checks after each test that every native plan was closed
+ * and that the allocator has no memory left allocated.
  */
 abstract class NativeTestBase {
   BufferAllocator allocator;
@@ -35,8 +35,8 @@ abstract class NativeTestBase {
   }
 
   /**
-   * A source whose batches are built on demand from the given specs and closed right after
-   * export, so that the native side owns them entirely.
+   * A source whose batches are built on demand from the given specs and closed right after export,
+   * so that the native side owns them entirely.
    */
   <T> ArrowBatchSource source(List<T> specs, Function<T, VectorSchemaRoot> build) {
     Iterator<T> it = specs.iterator();

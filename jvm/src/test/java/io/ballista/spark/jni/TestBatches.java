@@ -24,10 +24,10 @@ final class TestBatches {
     if (ids.length != names.length) {
       throw new IllegalArgumentException("columns differ in length");
     }
-    BigIntVector id = new BigIntVector("id", FieldType.nullable(new ArrowType.Int(64, true)),
-        allocator);
-    VarCharVector name = new VarCharVector("name", FieldType.nullable(ArrowType.Utf8.INSTANCE),
-        allocator);
+    BigIntVector id =
+        new BigIntVector("id", FieldType.nullable(new ArrowType.Int(64, true)), allocator);
+    VarCharVector name =
+        new VarCharVector("name", FieldType.nullable(ArrowType.Utf8.INSTANCE), allocator);
     id.allocateNew(ids.length);
     name.allocateNew(ids.length);
     for (int i = 0; i < ids.length; i++) {
@@ -50,8 +50,9 @@ final class TestBatches {
   /** A batch of one DECIMAL(precision, scale) column {@code d}. */
   static VectorSchemaRoot decimals(
       BufferAllocator allocator, int precision, int scale, BigDecimal... values) {
-    DecimalVector d = new DecimalVector("d",
-        FieldType.nullable(new ArrowType.Decimal(precision, scale, 128)), allocator);
+    DecimalVector d =
+        new DecimalVector(
+            "d", FieldType.nullable(new ArrowType.Decimal(precision, scale, 128)), allocator);
     d.allocateNew(values.length);
     for (int i = 0; i < values.length; i++) {
       if (values[i] == null) {

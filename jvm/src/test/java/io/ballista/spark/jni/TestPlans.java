@@ -50,8 +50,7 @@ final class TestPlans {
 
   static Expr column(int index, DataType type) {
     return Expr.newBuilder()
-        .setColumn(
-            BoundReference.newBuilder().setIndex(index).setDataType(type).setNullable(true))
+        .setColumn(BoundReference.newBuilder().setIndex(index).setDataType(type).setNullable(true))
         .build();
   }
 

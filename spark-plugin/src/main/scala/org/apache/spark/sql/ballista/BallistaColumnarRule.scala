@@ -74,7 +74,8 @@ object Fallbacks {
     def visit(p: SparkPlan): Unit = {
       p.getTagValue(ReasonTag).foreach(r => found += (p.nodeName -> r))
       p match {
-        case a: org.apache.spark.sql.execution.adaptive.AdaptiveSparkPlanExec => visit(a.executedPlan)
+        case a: org.apache.spark.sql.execution.adaptive.AdaptiveSparkPlanExec =>
+          visit(a.executedPlan)
         case s: org.apache.spark.sql.execution.adaptive.QueryStageExec => visit(s.plan)
         case _ =>
       }

@@ -53,13 +53,17 @@ object Operators {
       NotNative(s"file format ${relation.fileFormat} is not supported natively")
     }
     val schemes = relation.location.rootPaths.map(p => Option(p.toUri.getScheme).getOrElse("file"))
-    schemes.find(_ != "file").foreach(s => NotNative(s"file system '$s' is not supported natively yet"))
+    schemes
+      .find(_ != "file")
+      .foreach(s => NotNative(s"file system '$s' is not supported natively yet"))
     if (scan.partitionFilters.exists(_.find(_.isInstanceOf[PlanExpression[_]]).isDefined)) {
       NotNative("dynamic partition pruning is not supported natively yet")
     }
     val expected = scan.requiredSchema.fields.toSeq ++ relation.partitionSchema.fields.toSeq
     val matches = scan.output.size == expected.size &&
-      scan.output.zip(expected).forall { case (a, f) => a.name == f.name && a.dataType == f.dataType }
+      scan.output.zip(expected).forall { case (a, f) =>
+        a.name == f.name && a.dataType == f.dataType
+      }
     if (!matches) NotNative("scan outputs metadata or reordered columns")
     checkScanTypes(scan.requiredSchema)
     checkScanTypes(relation.partitionSchema)
@@ -92,21 +96,30 @@ object Operators {
       NotNative(s"aggregation modes ${modes.mkString(",")} are not supported natively")
     }
     val grouping = agg.groupingExpressions
+    // Spark's buffer layout: the grouping columns, then each function's buffer columns.
+    val bufferWidth = agg.aggregateExpressions.map(_.aggregateFunction.aggBufferAttributes.size).sum
     if (isFinal) {
-      val bufferWidth = agg.aggregateExpressions.map(_.aggregateFunction.aggBufferAttributes.size).sum
-      if (agg.child.output.size != grouping.size + bufferWidth ||
-          agg.initialInputBufferOffset != grouping.size) {
+      if (
+        agg.child.output.size != grouping.size + bufferWidth ||
+        agg.initialInputBufferOffset != grouping.size
+      ) {
         NotNative("final aggregation input does not have Spark's buffer layout")
       }
       val functions = agg.aggregateExpressions.map(e => AggregateSerde.toProto(e, None, conf))
       val resultInput: Seq[Attribute] = grouping.map(_.toAttribute) ++ agg.aggregateAttributes
       agg.resultExpressions.foreach(e => ExprSerde.named(e, resultInput))
       TypeSerde.schema(agg.output)
-      BallistaHashAggregateExec(grouping, functions, agg.resultExpressions, resultInput,
-        isFinal = true, agg.child, agg)
+      BallistaHashAggregateExec(
+        grouping,
+        functions,
+        agg.resultExpressions,
+        resultInput,
+        isFinal = true,
+        agg.child,
+        agg
+      )
     } else {
       requireNativeChild(agg.child)
-      val bufferWidth = agg.aggregateExpressions.map(_.aggregateFunction.aggBufferAttributes.size).sum
       if (agg.output.size != grouping.size + bufferWidth) {
         NotNative("partial aggregation output is not Spark's buffer layout")
       }
@@ -114,8 +127,15 @@ object Operators {
       val functions =
         agg.aggregateExpressions.map(e => AggregateSerde.toProto(e, Some(agg.child.output), conf))
       TypeSerde.schema(agg.output)
-      BallistaHashAggregateExec(grouping, functions, agg.resultExpressions, Nil,
-        isFinal = false, agg.child, agg)
+      BallistaHashAggregateExec(
+        grouping,
+        functions,
+        agg.resultExpressions,
+        Nil,
+        isFinal = false,
+        agg.child,
+        agg
+      )
     }
   }
 }

@@ -2,11 +2,27 @@ package org.apache.spark.sql.ballista.execution
 
 import scala.collection.JavaConverters._
 
-import io.ballista.spark.proto.{AggregateMode => PAggregateMode, Filter => PFilter, HashAggregate => PHashAggregate, NamedExpr, ParquetScan, PlanNode, Projection, ScanFile}
+import io.ballista.spark.proto.{
+  AggregateMode => PAggregateMode,
+  Filter => PFilter,
+  HashAggregate => PHashAggregate,
+  NamedExpr,
+  ParquetScan,
+  PlanNode,
+  Projection,
+  ScanFile
+}
 import org.apache.spark.sql.ballista.serde.{ExprSerde, TypeSerde}
 import org.apache.spark.sql.catalyst.expressions.{Attribute, Expression, NamedExpression}
 import org.apache.spark.sql.catalyst.util.truncatedString
-import org.apache.spark.sql.execution.{FileSourceScanExec, FilterExec, LeafExecNode, ProjectExec, SparkPlan, UnaryExecNode}
+import org.apache.spark.sql.execution.{
+  FileSourceScanExec,
+  FilterExec,
+  LeafExecNode,
+  ProjectExec,
+  SparkPlan,
+  UnaryExecNode
+}
 import org.apache.spark.sql.execution.aggregate.HashAggregateExec
 import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
 
@@ -14,8 +30,8 @@ import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
 case class BallistaParquetScanExec(
     original: FileSourceScanExec,
     pruningPredicates: Seq[Expression],
-    parentFallback: Option[String] = None)
-    extends BallistaExec
+    parentFallback: Option[String] = None
+) extends BallistaExec
     with LeafExecNode {
 
   override def nodeName: String = "BallistaParquetScan"
@@ -33,7 +49,8 @@ case class BallistaParquetScanExec(
     copy(
       original = original.canonicalized.asInstanceOf[FileSourceScanExec],
       pruningPredicates = Nil,
-      parentFallback = None)
+      parentFallback = None
+    )
 
   /** The file splits Spark planned for this scan, one task each. */
   @transient lazy val filePartitions: Seq[FilePartition] = original.inputRDD match {
@@ -59,7 +76,8 @@ case class BallistaParquetScanExec(
         .setFileSize(file.fileSize)
       partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
         f.addPartitionValues(
-          ExprSerde.literal(file.partitionValues.get(i, field.dataType), field.dataType))
+          ExprSerde.literal(file.partitionValues.get(i, field.dataType), field.dataType)
+        )
       }
       scan.addFiles(f)
     }
@@ -72,8 +90,8 @@ case class BallistaFilterExec(
     condition: Expression,
     child: SparkPlan,
     original: FilterExec,
-    parentFallback: Option[String] = None)
-    extends BallistaExec
+    parentFallback: Option[String] = None
+) extends BallistaExec
     with UnaryExecNode {
 
   override def nodeName: String = "BallistaFilter"
@@ -100,8 +118,8 @@ case class BallistaProjectExec(
     projectList: Seq[NamedExpression],
     child: SparkPlan,
     original: ProjectExec,
-    parentFallback: Option[String] = None)
-    extends BallistaExec
+    parentFallback: Option[String] = None
+) extends BallistaExec
     with UnaryExecNode {
 
   override def nodeName: String = "BallistaProject"
@@ -133,8 +151,8 @@ case class BallistaHashAggregateExec(
     isFinal: Boolean,
     child: SparkPlan,
     original: HashAggregateExec,
-    parentFallback: Option[String] = None)
-    extends BallistaExec
+    parentFallback: Option[String] = None
+) extends BallistaExec
     with UnaryExecNode {
 
   override def nodeName: String = "BallistaHashAggregate"
@@ -164,7 +182,8 @@ case class BallistaHashAggregateExec(
           NamedExpr
             .newBuilder()
             .setExpr(ExprSerde.toProto(attr, child.output))
-            .setName(TypeSerde.columnName(g.toAttribute)))
+            .setName(TypeSerde.columnName(g.toAttribute))
+        )
       }
       resultExpressions.foreach(e => agg.addResultExprs(ExprSerde.named(e, resultInput)))
     } else {

@@ -18,8 +18,8 @@ import org.apache.spark.sql.vectorized.{ArrowColumnVector, ColumnVector, Columna
 private[ballista] class NativePartition(
     override val index: Int,
     val planBytes: Array[Byte],
-    val inputPartition: Option[Partition])
-    extends Partition
+    val inputPartition: Option[Partition]
+) extends Partition
 
 /**
  * Runs a native plan per task. A plan reads either Parquet files (one task per file split
@@ -31,8 +31,8 @@ private[ballista] class NativePlanRDD(
     @transient private val nativePartitions: Array[NativePartition],
     rowInput: Option[RDD[InternalRow]],
     inputSchema: StructType,
-    batchSize: Int)
-    extends RDD[ColumnarBatch](sc, rowInput.map(r => new OneToOneDependency(r)).toSeq)
+    batchSize: Int
+) extends RDD[ColumnarBatch](sc, rowInput.map(r => new OneToOneDependency(r)).toSeq)
     with Logging {
 
   override protected def getPartitions: Array[Partition] = nativePartitions.toArray
@@ -122,17 +122,25 @@ private[ballista] object NativePlanRDD {
           else child.execute()
         val bytes = planBytes(0)
         val partitions = rows.partitions.map(p => new NativePartition(p.index, bytes, Some(p)))
-        new NativePlanRDD(root.session.sparkContext, partitions, Some(rows), child.schema, batchSize)
+        new NativePlanRDD(
+          root.session.sparkContext,
+          partitions,
+          Some(rows),
+          child.schema,
+          batchSize
+        )
       case (s, i) =>
         throw new IllegalStateException(
-          s"native plans with $s scans and $i inputs are not supported: ${root.treeString}")
+          s"native plans with $s scans and $i inputs are not supported: ${root.treeString}"
+        )
     }
   }
 
   private def collectLeaves(
       plan: SparkPlan,
       inputs: ArrayBuffer[SparkPlan],
-      scans: ArrayBuffer[BallistaParquetScanExec]): Unit = plan match {
+      scans: ArrayBuffer[BallistaParquetScanExec]
+  ): Unit = plan match {
     case scan: BallistaParquetScanExec => scans += scan
     case native: BallistaExec => native.children.foreach(collectLeaves(_, inputs, scans))
     case other => inputs += other

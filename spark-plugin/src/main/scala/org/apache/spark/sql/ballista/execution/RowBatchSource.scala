@@ -20,8 +20,8 @@ private[ballista] class RowBatchSource(
     rows: Iterator[InternalRow],
     schema: StructType,
     batchSize: Int,
-    allocator: BufferAllocator)
-    extends BatchSource
+    allocator: BufferAllocator
+) extends BatchSource
     with AutoCloseable {
 
   // Timestamps cross as UTC microseconds whatever the session time zone, as the native
@@ -44,7 +44,8 @@ private[ballista] class RowBatchSource(
         root,
         null,
         ArrowArray.wrap(arrowArrayAddress),
-        ArrowSchema.wrap(arrowSchemaAddress))
+        ArrowSchema.wrap(arrowSchemaAddress)
+      )
       true
     } finally {
       root.close()

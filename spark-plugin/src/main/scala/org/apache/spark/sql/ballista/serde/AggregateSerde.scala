@@ -1,6 +1,10 @@
 package org.apache.spark.sql.ballista.serde
 
-import io.ballista.spark.proto.{AggregateFunction => PAggregateFunction, AggregateFunctionKind, EvalMode => PEvalMode}
+import io.ballista.spark.proto.{
+  AggregateFunction => PAggregateFunction,
+  AggregateFunctionKind,
+  EvalMode => PEvalMode
+}
 import org.apache.spark.sql.catalyst.expressions.{Attribute, EvalMode, Expression}
 import org.apache.spark.sql.catalyst.expressions.aggregate._
 import org.apache.spark.sql.internal.SQLConf
@@ -20,7 +24,8 @@ object AggregateSerde {
   def toProto(
       expr: AggregateExpression,
       input: Option[Seq[Attribute]],
-      conf: SQLConf): PAggregateFunction = {
+      conf: SQLConf
+  ): PAggregateFunction = {
     if (expr.isDistinct) NotNative("DISTINCT aggregates are not supported natively yet")
     if (expr.filter.isDefined) NotNative("aggregate FILTER clauses are not supported natively yet")
     val (kind, arg, mode) = function(expr.aggregateFunction, conf)
@@ -37,7 +42,8 @@ object AggregateSerde {
 
   private def function(
       f: AggregateFunction,
-      conf: SQLConf): (AggregateFunctionKind, Expression, PEvalMode) = f match {
+      conf: SQLConf
+  ): (AggregateFunctionKind, Expression, PEvalMode) = f match {
     case s: Sum =>
       val mode = evalMode(s.evalMode)
       s.child.dataType match {
@@ -57,17 +63,31 @@ object AggregateSerde {
       }
       (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_AVG, a.child, evalMode(a.evalMode))
     case c: Count =>
-      if (c.children.size != 1) NotNative("count over several expressions is not supported natively")
-      (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_COUNT, c.children.head,
-        PEvalMode.EVAL_MODE_LEGACY)
-    case m: Min => (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_MIN, minMaxArg(m.child), PEvalMode.EVAL_MODE_LEGACY)
-    case m: Max => (AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_MAX, minMaxArg(m.child), PEvalMode.EVAL_MODE_LEGACY)
+      if (c.children.size != 1)
+        NotNative("count over several expressions is not supported natively")
+      (
+        AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_COUNT,
+        c.children.head,
+        PEvalMode.EVAL_MODE_LEGACY
+      )
+    case m: Min =>
+      (
+        AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_MIN,
+        minMaxArg(m.child),
+        PEvalMode.EVAL_MODE_LEGACY
+      )
+    case m: Max =>
+      (
+        AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_MAX,
+        minMaxArg(m.child),
+        PEvalMode.EVAL_MODE_LEGACY
+      )
     case other => NotNative(s"aggregate function ${other.prettyName} is not supported natively")
   }
 
   private def minMaxArg(child: Expression): Expression = child.dataType match {
-    case BooleanType | ByteType | ShortType | IntegerType | LongType | _: DecimalType |
-        StringType | DateType =>
+    case BooleanType | ByteType | ShortType | IntegerType | LongType | _: DecimalType | StringType |
+        DateType =>
       child
     case t => NotNative(s"min/max over ${t.simpleString} is not supported natively")
   }

@@ -1,7 +1,20 @@
 package org.apache.spark.sql.ballista.serde
 
 import com.google.protobuf.ByteString
-import io.ballista.spark.proto.{BinaryExpr, BinaryOp, BoundReference => PBound, Cast => PCast, EvalMode => PEvalMode, Expr, Literal => PLiteral, MakeDecimal => PMakeDecimal, NamedExpr, UnaryExpr, UnaryOp, UnscaledValue => PUnscaledValue}
+import io.ballista.spark.proto.{
+  BinaryExpr,
+  BinaryOp,
+  BoundReference => PBound,
+  Cast => PCast,
+  EvalMode => PEvalMode,
+  Expr,
+  Literal => PLiteral,
+  MakeDecimal => PMakeDecimal,
+  NamedExpr,
+  UnaryExpr,
+  UnaryOp,
+  UnscaledValue => PUnscaledValue
+}
 import org.apache.spark.sql.catalyst.expressions._
 import org.apache.spark.sql.types._
 import org.apache.spark.unsafe.types.UTF8String
@@ -51,8 +64,10 @@ object ExprSerde {
     case c: GreaterThan => comparison(BinaryOp.BINARY_OP_GT, c)
     case c: GreaterThanOrEqual => comparison(BinaryOp.BINARY_OP_GT_EQ, c)
 
-    case a: And => binary(BinaryOp.BINARY_OP_AND, a.left, a.right, BooleanType, PEvalMode.EVAL_MODE_LEGACY)
-    case o: Or => binary(BinaryOp.BINARY_OP_OR, o.left, o.right, BooleanType, PEvalMode.EVAL_MODE_LEGACY)
+    case a: And =>
+      binary(BinaryOp.BINARY_OP_AND, a.left, a.right, BooleanType, PEvalMode.EVAL_MODE_LEGACY)
+    case o: Or =>
+      binary(BinaryOp.BINARY_OP_OR, o.left, o.right, BooleanType, PEvalMode.EVAL_MODE_LEGACY)
     case n: Not => unary(UnaryOp.UNARY_OP_NOT, n.child)
     case n: IsNull => unary(UnaryOp.UNARY_OP_IS_NULL, n.child)
     case n: IsNotNull => unary(UnaryOp.UNARY_OP_IS_NOT_NULL, n.child)
@@ -72,8 +87,10 @@ object ExprSerde {
       Expr.newBuilder().setMakeDecimal(b).build()
 
     case other =>
-      NotNative(s"expression ${other.prettyName} (${other.getClass.getSimpleName}) is not " +
-        "supported natively")
+      NotNative(
+        s"expression ${other.prettyName} (${other.getClass.getSimpleName}) is not " +
+          "supported natively"
+      )
   }
 
   private def evalMode(mode: EvalMode.Value): PEvalMode = mode match {
@@ -87,15 +104,19 @@ object ExprSerde {
       left: Expression,
       right: Expression,
       resultType: DataType,
-      mode: EvalMode.Value): Expr = {
+      mode: EvalMode.Value
+  ): Expr = {
     (left.dataType, right.dataType, resultType) match {
       case (_: DecimalType, _: DecimalType, _: DecimalType) =>
       case (l, r, t) if l == r && r == t && (t == DoubleType || t == FloatType) =>
-      case (l, r, t) if l == r && r == t && isIntegral(t) && op != BinaryOp.BINARY_OP_DIVIDE &&
-          mode != EvalMode.TRY =>
+      case (l, r, t)
+          if l == r && r == t && isIntegral(t) && op != BinaryOp.BINARY_OP_DIVIDE &&
+            mode != EvalMode.TRY =>
       case (l, r, t) =>
-        NotNative(s"arithmetic on ${l.simpleString} and ${r.simpleString} giving " +
-          s"${t.simpleString} (${mode}) is not supported natively")
+        NotNative(
+          s"arithmetic on ${l.simpleString} and ${r.simpleString} giving " +
+            s"${t.simpleString} (${mode}) is not supported natively"
+        )
     }
     binary(op, left, right, resultType, evalMode(mode))
   }
@@ -107,8 +128,10 @@ object ExprSerde {
 
   private def comparison(op: BinaryOp, c: BinaryComparison): Expr = {
     if (c.left.dataType != c.right.dataType) {
-      NotNative(s"comparison of ${c.left.dataType.simpleString} with " +
-        s"${c.right.dataType.simpleString} is not supported natively")
+      NotNative(
+        s"comparison of ${c.left.dataType.simpleString} with " +
+          s"${c.right.dataType.simpleString} is not supported natively"
+      )
     }
     c.left.dataType match {
       case _: AtomicType | NullType =>
@@ -122,7 +145,8 @@ object ExprSerde {
       left: Expression,
       right: Expression,
       resultType: DataType,
-      mode: PEvalMode): Expr = {
+      mode: PEvalMode
+  ): Expr = {
     val b = BinaryExpr
       .newBuilder()
       .setOp(op)
@@ -151,8 +175,10 @@ object ExprSerde {
 
   private def cast(c: Cast): Expr = {
     if (!isSupportedCast(c.child.dataType, c.dataType)) {
-      NotNative(s"cast from ${c.child.dataType.simpleString} to ${c.dataType.simpleString} " +
-        "is not supported natively")
+      NotNative(
+        s"cast from ${c.child.dataType.simpleString} to ${c.dataType.simpleString} " +
+          "is not supported natively"
+      )
     }
     val b = PCast
       .newBuilder()

@@ -120,6 +120,39 @@ class PluginSuite extends AnyFunSuite {
     )
   }
 
+  test("invalid settings fail with a message naming the setting") {
+    sampleTable("settings")
+    spark.conf.set("spark.ballista.enabled", "true")
+    try {
+      spark.conf.set("spark.ballista.batchSize", "-3")
+      val error = intercept[IllegalArgumentException] {
+        spark.sql("SELECT sum(v) FROM settings WHERE id > 3").collect()
+      }
+      assert(error.getMessage.contains("spark.ballista.batchSize"), error.getMessage)
+      spark.conf.set("spark.ballista.batchSize", "100")
+      SparkFixture.assertSameAsSpark(
+        spark,
+        "SELECT k, sum(v) FROM settings WHERE id > 3 GROUP BY k",
+        ordered = false
+      )
+    } finally {
+      spark.conf.unset("spark.ballista.batchSize")
+    }
+  }
+
+  test("the fallback report names each operator left in Spark and why") {
+    sampleTable("report")
+    spark.conf.set("spark.ballista.enabled", "true")
+    val df = spark.sql("SELECT k, sum(v) AS s FROM report GROUP BY k ORDER BY s")
+    df.collect()
+    val fallbacks = org.apache.spark.sql.ballista.Fallbacks.of(df.queryExecution.executedPlan)
+    val operators = fallbacks.map(_._1).toSet
+    assert(operators.contains("Sort"), fallbacks)
+    assert(fallbacks.forall(_._2.nonEmpty))
+    assert(!operators.exists(_.startsWith("Ballista")))
+    assert(!operators.contains("HashAggregate"), fallbacks)
+  }
+
   test("the plugin also loads by its fully qualified class name") {
     SparkSession.getActiveSession.foreach(_.stop())
     val session = SparkFixture.create(classOf[BallistaPlugin].getName)

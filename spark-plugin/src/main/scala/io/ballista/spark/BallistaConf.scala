@@ -5,16 +5,28 @@ import org.apache.spark.sql.internal.SQLConf
 /** Configuration keys of the plugin; all are read per query from the session's SQL conf. */
 object BallistaConf {
 
-  /** A boolean key with its default. */
+  /** A boolean key with its default; a value that is not a boolean is an error naming the key. */
   final case class BooleanEntry(key: String, default: Boolean, doc: String) {
     def get(conf: SQLConf): Boolean =
-      Option(conf.getConfString(key, null)).map(_.trim.toBoolean).getOrElse(default)
+      Option(conf.getConfString(key, null)).map(_.trim.toLowerCase) match {
+        case None => default
+        case Some("true") => true
+        case Some("false") => false
+        case Some(other) =>
+          throw new IllegalArgumentException(s"$key should be true or false, but was '$other'")
+      }
   }
 
-  /** An integer key with its default. */
-  final case class IntEntry(key: String, default: Int, doc: String) {
+  /** A positive integer key with its default; other values are an error naming the key. */
+  final case class PositiveIntEntry(key: String, default: Int, doc: String) {
     def get(conf: SQLConf): Int =
-      Option(conf.getConfString(key, null)).map(_.trim.toInt).getOrElse(default)
+      Option(conf.getConfString(key, null)).map(_.trim) match {
+        case None => default
+        case Some(v) =>
+          scala.util.Try(v.toInt).toOption.filter(_ > 0).getOrElse {
+            throw new IllegalArgumentException(s"$key should be a positive integer, but was '$v'")
+          }
+      }
   }
 
   val Enabled: BooleanEntry = BooleanEntry(
@@ -23,7 +35,7 @@ object BallistaConf {
     "Run supported operators natively; false runs everything as vanilla Spark."
   )
 
-  val BatchSize: IntEntry = IntEntry(
+  val BatchSize: PositiveIntEntry = PositiveIntEntry(
     "spark.ballista.batchSize",
     default = 8192,
     "Rows per Arrow batch produced by native operators and by row-to-Arrow conversion."

@@ -2,18 +2,22 @@
 
 use std::sync::Arc;
 
+use arrow::compute::SortOptions;
 use arrow::datatypes::Schema;
 use ballista_spark_proto as pb;
 use datafusion::common::{Result, plan_datafusion_err, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 
 use crate::aggregates::{Phase, create_aggregate_expr};
 use crate::execution::all_nullable;
+use crate::expressions::normalize::normalize_if_float;
 use crate::expressions::{create_physical_expr, required};
 use crate::input::{BatchSource, InputExec};
 use crate::scan::parquet_scan;
@@ -69,6 +73,29 @@ impl PhysicalPlanner {
                 Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
             }
             Kind::HashAggregate(aggregate) => self.hash_aggregate(aggregate),
+            Kind::Sort(sort) => {
+                let input = self.create_plan(required(&sort.input, "sort input")?)?;
+                let schema = input.schema();
+                let keys = sort
+                    .order
+                    .iter()
+                    .map(|o| {
+                        // Spark sorts all NaNs as one value and -0.0 as 0.0.
+                        let expr = normalize_if_float(
+                            create_physical_expr(required(&o.expr, "sort key")?, &schema)?,
+                            &schema,
+                        )?;
+                        let options = SortOptions {
+                            descending: !o.ascending,
+                            nulls_first: o.nulls_first,
+                        };
+                        Ok(PhysicalSortExpr::new(expr, options))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let ordering = LexOrdering::new(keys)
+                    .ok_or_else(|| plan_datafusion_err!("sort without keys"))?;
+                Ok(Arc::new(SortExec::new(ordering, input)))
+            }
         }
     }
 

@@ -502,3 +502,44 @@ fn int64_input_round_trip() -> Result<()> {
     assert_eq!(out[0].column(0).null_count(), 1);
     Ok(())
 }
+
+#[test]
+fn sort_orders_nulls_and_directions_like_spark() -> Result<()> {
+    let values = vec![Some(3), None, Some(1), Some(2)];
+    let sorted = |ascending: bool, nulls_first: bool| -> Result<Vec<Option<i64>>> {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.clone()))])?;
+        let source: Arc<dyn BatchSource> = Arc::new(VecSource(Mutex::new(vec![batch])));
+        let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
+            index: 0,
+            schema: Some(pb::Schema {
+                fields: vec![field("a", ty(pb::TypeId::Int64))],
+            }),
+        }));
+        let sort = node(pb::plan_node::Kind::Sort(Box::new(pb::Sort {
+            input: Some(Box::new(input)),
+            order: vec![pb::SortOrder {
+                expr: Some(col(0, ty(pb::TypeId::Int64))),
+                ascending,
+                nulls_first,
+            }],
+        })));
+        let out = run(
+            &plan(sort, vec![field("a", ty(pb::TypeId::Int64))]),
+            vec![source],
+        )?;
+        Ok(out
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect())
+    };
+    assert_eq!(sorted(true, true)?, vec![None, Some(1), Some(2), Some(3)]);
+    assert_eq!(sorted(false, false)?, vec![Some(3), Some(2), Some(1), None]);
+    assert_eq!(sorted(true, false)?, vec![Some(1), Some(2), Some(3), None]);
+    Ok(())
+}

@@ -7,12 +7,13 @@
 pub mod arithmetic;
 pub mod cast;
 pub mod decimal_scaling;
+pub mod normalize;
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::Schema;
 use ballista_spark_proto as pb;
-use datafusion::common::{Result, ScalarValue, plan_datafusion_err, plan_err};
+use datafusion::common::{Result, plan_datafusion_err, plan_err};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
@@ -24,6 +25,7 @@ use crate::types::{arrow_type, literal_value};
 use arithmetic::{EvalMode, SparkArithmetic};
 use cast::SparkCast;
 use decimal_scaling::DecimalScaling;
+use normalize::{NormalizeNanAndZero, normalize_if_float};
 
 /// Creates the physical expression for `expr`, bound to `input_schema`.
 pub fn create_physical_expr(
@@ -45,6 +47,9 @@ pub fn create_physical_expr(
                 Ok(pb::UnaryOp::Not) => Ok(Arc::new(NotExpr::new(child))),
                 Ok(pb::UnaryOp::IsNull) => Ok(Arc::new(IsNullExpr::new(child))),
                 Ok(pb::UnaryOp::IsNotNull) => Ok(Arc::new(IsNotNullExpr::new(child))),
+                Ok(pb::UnaryOp::NormalizeNanAndZero) => {
+                    Ok(Arc::new(NormalizeNanAndZero::try_new(child, input_schema)?))
+                }
                 _ => plan_err!("unknown unary operator {}", u.op),
             }
         }
@@ -158,27 +163,8 @@ fn binary(b: &pb::BinaryExpr, input_schema: &Schema) -> Result<Arc<dyn PhysicalE
     if lt != rt {
         return plan_err!("comparison of different types {lt} and {rt}");
     }
-    // Arrow orders floats by IEEE total order (NaN largest, NaN = NaN), as Spark does, except
-    // that it puts -0.0 below 0.0 where Spark treats them as equal: adding +0.0 turns -0.0
-    // into 0.0 and leaves every other value unchanged.
-    let (left, right) = match lt {
-        DataType::Float32 => (
-            normalize_zero(left, ScalarValue::Float32(Some(0.0))),
-            normalize_zero(right, ScalarValue::Float32(Some(0.0))),
-        ),
-        DataType::Float64 => (
-            normalize_zero(left, ScalarValue::Float64(Some(0.0))),
-            normalize_zero(right, ScalarValue::Float64(Some(0.0))),
-        ),
-        _ => (left, right),
-    };
+    // Spark's float comparisons treat all NaNs as equal (and largest) and -0.0 as 0.0.
+    let left = normalize_if_float(left, input_schema)?;
+    let right = normalize_if_float(right, input_schema)?;
     Ok(Arc::new(BinaryExpr::new(left, df_op, right)))
-}
-
-fn normalize_zero(expr: Arc<dyn PhysicalExpr>, zero: ScalarValue) -> Arc<dyn PhysicalExpr> {
-    Arc::new(BinaryExpr::new(
-        expr,
-        Operator::Plus,
-        Arc::new(Literal::new(zero)),
-    ))
 }

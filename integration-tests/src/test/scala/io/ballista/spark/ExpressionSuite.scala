@@ -50,6 +50,7 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
   private val Project = "BallistaProject"
   private val Filter = "BallistaFilter"
   private val Aggregate = "BallistaHashAggregate"
+  private val Sort = "BallistaSort"
 
   test("decimal arithmetic keeps Spark's precision, rounding and overflow") {
     check(
@@ -111,6 +112,22 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
       "SELECT g, min(s), max(s), sum(small), avg(small) FROM edge GROUP BY g",
       ordered = false
     )
+  }
+
+  test("sorting: directions, null ordering, NaN and -0.0 as in Spark") {
+    check("SELECT id, s, d FROM edge ORDER BY s DESC NULLS LAST, id", Sort)
+    check("SELECT id, d FROM edge ORDER BY d NULLS FIRST, id", Sort)
+    check("SELECT id, d / 0.0 AS q, 0.0 / d AS r FROM edge ORDER BY r DESC, id", Sort)
+    check("SELECT id, small FROM edge ORDER BY small DESC NULLS FIRST, id", Sort)
+  }
+
+  test("grouping by floating-point keys puts NaN and -0.0 in Spark's groups") {
+    val df = SparkFixture.assertSameAsSpark(
+      spark,
+      "SELECT d, 0.0 / d AS r, count(*) FROM edge GROUP BY d, 0.0 / d",
+      ordered = false
+    )
+    assert(SparkFixture.nativeOperatorNames(df).count(_ == Aggregate) == 2)
   }
 
   test("decimal sum overflow gives null as in Spark") {

@@ -147,10 +147,10 @@ class PluginSuite extends AnyFunSuite {
     df.collect()
     val fallbacks = org.apache.spark.sql.ballista.Fallbacks.of(df.queryExecution.executedPlan)
     val operators = fallbacks.map(_._1).toSet
-    assert(operators.contains("Sort"), fallbacks)
+    // The shuffles stay Spark's; aggregation and sorting are native; adaptive execution's
+    // plumbing (query stages, shuffle reads) is not reported as operators.
+    assert(operators == Set("Exchange"), fallbacks)
     assert(fallbacks.forall(_._2.nonEmpty))
-    assert(!operators.exists(_.startsWith("Ballista")))
-    assert(!operators.contains("HashAggregate"), fallbacks)
   }
 
   test("the plugin also loads by its fully qualified class name") {

@@ -44,8 +44,9 @@ class TpchSuite extends AnyFunSuite with BeforeAndAfterAll {
     Seq("BallistaParquetScan", "BallistaFilter", "BallistaProject").foreach { op =>
       assert(native.contains(op), s"$op missing from the plan: $native")
     }
-    // Both the partial and the final aggregation run natively.
+    // Both the partial and the final aggregation run natively, and so does ORDER BY.
     assert(native.count(_ == "BallistaHashAggregate") == 2, native)
+    assert(native.contains("BallistaSort"), native)
   }
 
   test("TPC-H Q6 runs natively with results identical to Spark") {

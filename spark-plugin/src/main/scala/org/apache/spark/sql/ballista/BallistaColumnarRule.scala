@@ -6,7 +6,21 @@ import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.BallistaExec
 import org.apache.spark.sql.catalyst.rules.Rule
 import org.apache.spark.sql.catalyst.trees.TreeNodeTag
-import org.apache.spark.sql.execution.{ColumnarRule, RowToColumnarExec, SparkPlan}
+import org.apache.spark.sql.execution.{
+  ColumnarRule,
+  ColumnarToRowTransition,
+  InputAdapter,
+  RowToColumnarExec,
+  RowToColumnarTransition,
+  SparkPlan,
+  WholeStageCodegenExec
+}
+import org.apache.spark.sql.execution.adaptive.{
+  AQEShuffleReadExec,
+  AdaptiveSparkPlanExec,
+  QueryStageExec
+}
+import org.apache.spark.sql.execution.exchange.ReusedExchangeExec
 
 /**
  * Where Ballista enters Spark's planning: before Spark inserts row/columnar transitions,
@@ -43,6 +57,11 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
 
   private def translate(operator: SparkPlan): SparkPlan = operator match {
     case native: BallistaExec => native
+    // Plumbing of adaptive execution and of Spark's own transitions: not operators to run.
+    case _: AdaptiveSparkPlanExec | _: QueryStageExec | _: AQEShuffleReadExec |
+        _: ColumnarToRowTransition | _: RowToColumnarTransition | _: InputAdapter |
+        _: WholeStageCodegenExec | _: ReusedExchangeExec =>
+      operator
     case _ =>
       Operators.translate(operator, conf) match {
         case Right(native) =>

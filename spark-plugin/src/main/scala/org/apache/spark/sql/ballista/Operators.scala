@@ -4,7 +4,13 @@ import org.apache.spark.sql.ballista.execution._
 import org.apache.spark.sql.ballista.serde.{AggregateSerde, ExprSerde, NotNative, TypeSerde}
 import org.apache.spark.sql.catalyst.expressions.{Attribute, PlanExpression}
 import org.apache.spark.sql.catalyst.expressions.aggregate.{Final, Partial}
-import org.apache.spark.sql.execution.{FileSourceScanExec, FilterExec, ProjectExec, SparkPlan}
+import org.apache.spark.sql.execution.{
+  FileSourceScanExec,
+  FilterExec,
+  ProjectExec,
+  SortExec,
+  SparkPlan
+}
 import org.apache.spark.sql.execution.aggregate.HashAggregateExec
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
 import org.apache.spark.sql.internal.SQLConf
@@ -37,6 +43,12 @@ object Operators {
         BallistaProjectExec(project.projectList, project.child, project)
 
       case agg: HashAggregateExec => hashAggregate(agg, conf)
+
+      // Sorting pays off natively whatever the input, so a Spark input (e.g. a shuffle) is
+      // read as Arrow.
+      case sort: SortExec =>
+        sort.sortOrder.foreach(o => ExprSerde.toProto(o.child, sort.child.output))
+        BallistaSortExec(sort.sortOrder, sort.child, sort)
 
       case other => NotNative(s"${other.nodeName} is not supported natively yet")
     }

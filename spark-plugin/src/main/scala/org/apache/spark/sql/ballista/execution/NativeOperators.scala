@@ -10,16 +10,26 @@ import io.ballista.spark.proto.{
   ParquetScan,
   PlanNode,
   Projection,
-  ScanFile
+  ScanFile,
+  Sort => PSort,
+  SortOrder => PSortOrder
 }
 import org.apache.spark.sql.ballista.serde.{ExprSerde, TypeSerde}
-import org.apache.spark.sql.catalyst.expressions.{Attribute, Expression, NamedExpression}
+import org.apache.spark.sql.catalyst.expressions.{
+  Ascending,
+  Attribute,
+  Expression,
+  NamedExpression,
+  NullsFirst,
+  SortOrder
+}
 import org.apache.spark.sql.catalyst.util.truncatedString
 import org.apache.spark.sql.execution.{
   FileSourceScanExec,
   FilterExec,
   LeafExecNode,
   ProjectExec,
+  SortExec,
   SparkPlan,
   UnaryExecNode
 }
@@ -191,5 +201,39 @@ case class BallistaHashAggregateExec(
       groupingExpressions.foreach(g => agg.addGrouping(ExprSerde.named(g, child.output)))
     }
     PlanNode.newBuilder().setHashAggregate(agg).build()
+  }
+}
+
+/** Spark's `SortExec`: sorts each task's partition (a global sort's range exchange stays Spark's). */
+case class BallistaSortExec(
+    sortOrder: Seq[SortOrder],
+    child: SparkPlan,
+    original: SortExec,
+    parentFallback: Option[String] = None
+) extends BallistaExec
+    with UnaryExecNode {
+
+  override def nodeName: String = "BallistaSort"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = truncatedString(sortOrder, "[", ", ", "]", 25)
+
+  override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
+    copy(child = newChild)
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+    val sort = PSort.newBuilder().setInput(children.head)
+    sortOrder.foreach { order =>
+      sort.addOrder(
+        PSortOrder
+          .newBuilder()
+          .setExpr(ExprSerde.toProto(order.child, child.output))
+          .setAscending(order.direction == Ascending)
+          .setNullsFirst(order.nullOrdering == NullsFirst)
+      )
+    }
+    PlanNode.newBuilder().setSort(sort).build()
   }
 }

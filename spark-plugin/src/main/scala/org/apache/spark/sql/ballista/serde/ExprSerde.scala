@@ -16,6 +16,7 @@ import io.ballista.spark.proto.{
   UnscaledValue => PUnscaledValue
 }
 import org.apache.spark.sql.catalyst.expressions._
+import org.apache.spark.sql.catalyst.optimizer.NormalizeNaNAndZero
 import org.apache.spark.sql.types._
 import org.apache.spark.unsafe.types.UTF8String
 
@@ -73,6 +74,10 @@ object ExprSerde {
     case n: IsNotNull => unary(UnaryOp.UNARY_OP_IS_NOT_NULL, n.child)
 
     case c: Cast => cast(c)
+
+    // Spark normalizes floating-point grouping and join keys: all NaNs alike, -0.0 as 0.0.
+    case n: NormalizeNaNAndZero => unary(UnaryOp.UNARY_OP_NORMALIZE_NAN_AND_ZERO, n.child)
+    case k: KnownFloatingPointNormalized => translate(k.child)
 
     // Spark's optimizer computes sums and averages of narrow decimals on unscaled longs.
     case u: UnscaledValue =>

@@ -7,6 +7,7 @@
 pub mod arithmetic;
 pub mod cast;
 pub mod decimal_scaling;
+pub mod functions;
 pub mod normalize;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use datafusion::common::{Result, plan_datafusion_err, plan_err};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, Literal, NotExpr,
+    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, Literal, NegativeExpr, NotExpr,
 };
 
 use crate::kernels::decimal::DecimalOp;
@@ -47,6 +48,7 @@ pub fn create_physical_expr(
                 Ok(pb::UnaryOp::Not) => Ok(Arc::new(NotExpr::new(child))),
                 Ok(pb::UnaryOp::IsNull) => Ok(Arc::new(IsNullExpr::new(child))),
                 Ok(pb::UnaryOp::IsNotNull) => Ok(Arc::new(IsNotNullExpr::new(child))),
+                Ok(pb::UnaryOp::Negate) => Ok(Arc::new(NegativeExpr::new(child))),
                 Ok(pb::UnaryOp::NormalizeNanAndZero) => {
                     Ok(Arc::new(NormalizeNanAndZero::try_new(child, input_schema)?))
                 }
@@ -63,6 +65,11 @@ pub fn create_physical_expr(
                 input_schema,
             )?))
         }
+        Kind::CaseWhen(c) => functions::case_when(c, input_schema),
+        Kind::InList(i) => functions::in_list(i, input_schema),
+        Kind::Like(l) => functions::like(l, input_schema),
+        Kind::DatePart(d) => functions::date_part(d, input_schema),
+        Kind::ScalarFunction(f) => functions::scalar_function(f, input_schema),
         Kind::UnscaledValue(u) => {
             let child =
                 create_physical_expr(required(&u.child, "UnscaledValue child")?, input_schema)?;

@@ -61,7 +61,7 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
   }
 
   test("integer arithmetic wraps around like Spark outside ANSI mode") {
-    check("SELECT id, i + 1, i - 1, i * 2, CAST(i AS BIGINT) * 3 FROM edge", Project)
+    check("SELECT id, i + 1, i - 1, i * 2, CAST(i AS BIGINT) * 3, -i, -d, -big FROM edge", Project)
   }
 
   test("double division by zero is null, NaN and -0.0 compare as in Spark") {
@@ -111,6 +111,43 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
       spark,
       "SELECT g, min(s), max(s), sum(small), avg(small) FROM edge GROUP BY g",
       ordered = false
+    )
+  }
+
+  test("conditionals: CASE WHEN, IF, COALESCE with nulls") {
+    check(
+      "SELECT id, CASE WHEN i > 0 THEN 'pos' WHEN i < 0 THEN 'neg' END, " +
+        "CASE WHEN s = 'a' THEN small ELSE CAST(big AS DECIMAL(10,2)) END, IF(s = 'a', id, -id), " +
+        "coalesce(i, 0), coalesce(s, g, 'none') FROM edge",
+      Project
+    )
+  }
+
+  test("IN lists and sets with SQL null semantics") {
+    check("SELECT id FROM edge WHERE s IN ('a', 'c') OR i IN (0, 7)", Filter)
+    check(
+      "SELECT id, s NOT IN ('a', NULL), i IN (1, 2, NULL), dt IN (DATE'1970-01-01') FROM edge",
+      Project
+    )
+    // Spark turns long lists into InSet.
+    val many = (1 to 30).mkString(", ")
+    check(s"SELECT id FROM edge WHERE id IN ($many)", Filter)
+  }
+
+  test("LIKE, startswith, endswith, contains as in Spark") {
+    check("SELECT id FROM edge WHERE s LIKE 'a%' OR g LIKE '_'", Filter)
+    check(
+      "SELECT id, s LIKE '%', s LIKE 'a_', startswith(s, 'a'), endswith(g, 'x'), " +
+        "contains(s, '%'), s LIKE '%\\_%' FROM edge",
+      Project
+    )
+  }
+
+  test("date parts and substring") {
+    check(
+      "SELECT id, year(dt), month(dt), dayofmonth(dt), substring(s, 1, 1), " +
+        "substring(g, -1, 5), substring(s, 0), substring(s, 2, -1) FROM edge",
+      Project
     )
   }
 

@@ -5,15 +5,22 @@ import io.ballista.spark.proto.{
   BinaryExpr,
   BinaryOp,
   BoundReference => PBound,
+  CaseWhen => PCaseWhen,
   Cast => PCast,
+  DatePart => PDatePart,
+  DatePartKind,
   EvalMode => PEvalMode,
   Expr,
+  InList => PInList,
+  Like => PLike,
   Literal => PLiteral,
   MakeDecimal => PMakeDecimal,
   NamedExpr,
+  ScalarFunction => PScalarFunction,
   UnaryExpr,
   UnaryOp,
-  UnscaledValue => PUnscaledValue
+  UnscaledValue => PUnscaledValue,
+  WhenThen
 }
 import org.apache.spark.sql.catalyst.expressions._
 import org.apache.spark.sql.catalyst.optimizer.NormalizeNaNAndZero
@@ -75,6 +82,42 @@ object ExprSerde {
 
     case c: Cast => cast(c)
 
+    case m: UnaryMinus if !m.failOnError =>
+      m.dataType match {
+        case ByteType | ShortType | IntegerType | LongType | FloatType | DoubleType |
+            _: DecimalType =>
+          unary(UnaryOp.UNARY_OP_NEGATE, m.child)
+        case t => NotNative(s"negation of ${t.simpleString}")
+      }
+
+    case c: CaseWhen => caseWhen(c.branches, c.elseValue)
+    case i: If => caseWhen(Seq(i.predicate -> i.trueValue), Some(i.falseValue))
+    case c: Coalesce =>
+      caseWhen(c.children.init.map(e => (IsNotNull(e): Expression) -> e), Some(c.children.last))
+
+    case i: In =>
+      if (!i.list.forall(_.isInstanceOf[Literal])) NotNative("IN with non-literal items")
+      inList(i.value, i.list.map(_.asInstanceOf[Literal]))
+    case i: InSet =>
+      inList(i.child, i.hset.toSeq.map(v => Literal.create(v, i.child.dataType)))
+
+    case l: Like =>
+      (l.right, l.escapeChar) match {
+        case (Literal(p: UTF8String, StringType), '\\') if validLikePattern(p.toString) =>
+          like(l.left, p.toString)
+        case _ => NotNative("LIKE with a non-literal pattern or another escape character")
+      }
+    case s: StartsWith => like(s.left, literalString(s.right, "startswith") + "%")
+    case e: EndsWith => like(e.left, "%" + literalString(e.right, "endswith"))
+    case c: Contains => like(c.left, "%" + literalString(c.right, "contains") + "%")
+
+    case y: Year => datePart(y.child, DatePartKind.DATE_PART_KIND_YEAR)
+    case m: Month => datePart(m.child, DatePartKind.DATE_PART_KIND_MONTH)
+    case d: DayOfMonth => datePart(d.child, DatePartKind.DATE_PART_KIND_DAY)
+
+    case s: Substring if s.str.dataType == StringType =>
+      function("substring", Seq(s.str, s.pos, s.len), StringType)
+
     // Spark normalizes floating-point grouping and join keys: all NaNs alike, -0.0 as 0.0.
     case n: NormalizeNaNAndZero => unary(UnaryOp.UNARY_OP_NORMALIZE_NAN_AND_ZERO, n.child)
     case k: KnownFloatingPointNormalized => translate(k.child)
@@ -96,6 +139,73 @@ object ExprSerde {
         s"expression ${other.prettyName} (${other.getClass.getSimpleName}) is not " +
           "supported natively"
       )
+  }
+
+  private def caseWhen(
+      branches: Seq[(Expression, Expression)],
+      elseValue: Option[Expression]
+  ): Expr = {
+    val b = PCaseWhen.newBuilder()
+    branches.foreach { case (when, value) =>
+      b.addBranches(WhenThen.newBuilder().setWhen(translate(when)).setThen(translate(value)))
+    }
+    elseValue.foreach(e => b.setElseExpr(translate(e)))
+    Expr.newBuilder().setCaseWhen(b).build()
+  }
+
+  private def inList(value: Expression, items: Seq[Literal]): Expr = {
+    value.dataType match {
+      case FloatType | DoubleType => NotNative("IN over floating point values")
+      case _ =>
+    }
+    val b = PInList.newBuilder().setValue(translate(value))
+    items.foreach(item => b.addList(translate(item)))
+    Expr.newBuilder().setInList(b).build()
+  }
+
+  /** Backslash may only escape `%`, `_` or itself, as Spark requires (or errors). */
+  private def validLikePattern(pattern: String): Boolean = {
+    var i = 0
+    var valid = true
+    while (valid && i < pattern.length) {
+      if (pattern.charAt(i) == '\\') {
+        valid = i + 1 < pattern.length && "%_\\".indexOf(pattern.charAt(i + 1).toInt) >= 0
+        i += 2
+      } else {
+        i += 1
+      }
+    }
+    valid
+  }
+
+  private def literalString(e: Expression, function: String): String = e match {
+    case Literal(s: UTF8String, StringType) =>
+      // Matched literally: escape LIKE's special characters.
+      s.toString.flatMap(c => if (c == '%' || c == '_' || c == '\\') s"\\$c" else c.toString)
+    case _ => NotNative(s"$function with a non-literal argument")
+  }
+
+  private def like(value: Expression, pattern: String): Expr = {
+    if (value.dataType != StringType) NotNative("LIKE over a non-string value")
+    val b = PLike
+      .newBuilder()
+      .setValue(translate(value))
+      .setPattern(translate(Literal(UTF8String.fromString(pattern), StringType)))
+    Expr.newBuilder().setLike(b).build()
+  }
+
+  private def datePart(child: Expression, part: DatePartKind): Expr = {
+    if (child.dataType != DateType) NotNative(s"date part of ${child.dataType.simpleString}")
+    Expr
+      .newBuilder()
+      .setDatePart(PDatePart.newBuilder().setChild(translate(child)).setPart(part))
+      .build()
+  }
+
+  private def function(name: String, args: Seq[Expression], resultType: DataType): Expr = {
+    val b = PScalarFunction.newBuilder().setName(name).setReturnType(TypeSerde.dataType(resultType))
+    args.foreach(a => b.addArgs(translate(a)))
+    Expr.newBuilder().setScalarFunction(b).build()
   }
 
   private def evalMode(mode: EvalMode.Value): PEvalMode = mode match {

@@ -79,12 +79,17 @@ impl BatchSource for JvmBatchSource {
         let mut schema = Box::new(FFI_ArrowSchema::empty());
         let array_address = array.as_mut() as *mut FFI_ArrowArray as i64;
         let schema_address = schema.as_mut() as *mut FFI_ArrowSchema as i64;
-        let has_next = env.call_method(
-            &self.source,
-            "next",
-            "(JJ)Z",
-            &[JValue::Long(array_address), JValue::Long(schema_address)],
-        );
+        // The Java side may itself run a native plan (a native operator above a Spark
+        // operator above another native operator, all in one task): step out of the runtime
+        // context so that the nested plan can block on the runtime in turn.
+        let has_next = tokio::task::block_in_place(|| {
+            env.call_method(
+                &self.source,
+                "next",
+                "(JJ)Z",
+                &[JValue::Long(array_address), JValue::Long(schema_address)],
+            )
+        });
         let has_next = match has_next.and_then(|v| v.z()) {
             Ok(b) => b,
             Err(_) if env.exception_check().unwrap_or(false) => {

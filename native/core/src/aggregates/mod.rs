@@ -26,7 +26,7 @@ use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFuncti
 use datafusion::physical_expr::expressions::Column;
 
 use crate::expressions::arithmetic::EvalMode;
-use crate::expressions::cast::SparkCast;
+use crate::expressions::cast::spark_cast;
 use crate::expressions::{create_physical_expr, eval_mode};
 use crate::types::arrow_type;
 
@@ -66,12 +66,7 @@ pub fn create_aggregate_expr(
             };
             let mut arg = create_physical_expr(arg, input_schema)?;
             if arg.data_type(input_schema)? != buffer_input_type {
-                arg = Arc::new(SparkCast::try_new(
-                    arg,
-                    buffer_input_type,
-                    EvalMode::Legacy,
-                    input_schema,
-                )?);
+                arg = spark_cast(arg, buffer_input_type, EvalMode::Legacy, input_schema)?;
             }
             (arg, Arc::new(input_schema.clone()))
         }

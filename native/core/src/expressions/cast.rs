@@ -4,17 +4,16 @@
 use std::fmt::{self, Display, Formatter};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
+use arrow::array::{ArrayRef, AsArray, Decimal128Array};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{
-    DataType, Decimal128Type, Field, FieldRef, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
+    DataType, Decimal128Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
 };
-use arrow::record_batch::RecordBatch;
 use datafusion::common::{Result, exec_err, internal_err};
-use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::arithmetic::EvalMode;
+use super::kernel_expr::{ArrayKernel, KernelExpr};
 use crate::kernels::decimal;
 
 /// Whether `from -> to` is a cast this crate evaluates exactly as Spark does.
@@ -35,33 +34,25 @@ pub fn is_supported_cast(from: &DataType, to: &DataType) -> bool {
         )
 }
 
-/// `CAST(child AS to)` with Spark semantics.
-#[derive(Debug, Clone)]
-pub struct SparkCast {
+/// `CAST(child AS to)` with Spark semantics, rejecting conversions whose semantics are not
+/// Spark-exact here.
+pub fn spark_cast(
     child: Arc<dyn PhysicalExpr>,
+    to: DataType,
+    eval_mode: EvalMode,
+    input_schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    KernelExpr::try_new(child, SparkCast { to, eval_mode }, input_schema)
+}
+
+/// The cast kernel: the target type and how overflow is reported.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SparkCast {
     to: DataType,
     eval_mode: EvalMode,
 }
 
 impl SparkCast {
-    /// Creates the cast, rejecting conversions whose semantics are not Spark-exact here.
-    pub fn try_new(
-        child: Arc<dyn PhysicalExpr>,
-        to: DataType,
-        eval_mode: EvalMode,
-        input_schema: &Schema,
-    ) -> Result<Self> {
-        let from = child.data_type(input_schema)?;
-        if !is_supported_cast(&from, &to) {
-            return exec_err!("unsupported cast from {from} to {to}");
-        }
-        Ok(Self {
-            child,
-            to,
-            eval_mode,
-        })
-    }
-
     fn to_decimal(&self, array: &ArrayRef, precision: u8, scale: i8) -> Result<ArrayRef> {
         let (values, from_scale): (Vec<Option<i128>>, i8) = match array.data_type() {
             DataType::Decimal128(_, s) => {
@@ -104,78 +95,38 @@ where
     array.iter().map(|v| v.map(Into::into)).collect()
 }
 
-// Arc<dyn PhysicalExpr> fields need hand-written equality and hashing.
-impl PartialEq for SparkCast {
-    fn eq(&self, other: &Self) -> bool {
-        self.child.as_ref() == other.child.as_ref()
-            && self.to == other.to
-            && self.eval_mode == other.eval_mode
-    }
-}
-
-impl Eq for SparkCast {}
-
-impl std::hash::Hash for SparkCast {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.child.hash(state);
-        self.to.hash(state);
-        self.eval_mode.hash(state);
-    }
-}
-
 impl Display for SparkCast {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "CAST({} AS {})", self.child, self.to)
+        write!(f, "CAST AS {}", self.to)
     }
 }
 
-impl PhysicalExpr for SparkCast {
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        // Decimal overflow turns into null outside ANSI mode.
-        let nullable =
-            self.child.nullable(input_schema)? || matches!(self.to, DataType::Decimal128(..));
-        Ok(Arc::new(Field::new(
-            self.to_string(),
-            self.to.clone(),
-            nullable,
-        )))
+impl ArrayKernel for SparkCast {
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        if is_supported_cast(input, &self.to) {
+            Ok(self.to.clone())
+        } else {
+            exec_err!("unsupported cast from {input} to {}", self.to)
+        }
     }
 
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let array = self.child.evaluate(batch)?.into_array(batch.num_rows())?;
+    // Decimal overflow turns into null outside ANSI mode.
+    fn introduces_nulls(&self) -> bool {
+        matches!(self.to, DataType::Decimal128(..))
+    }
+
+    fn apply(&self, array: &ArrayRef) -> Result<ArrayRef> {
         if array.data_type() == &self.to {
-            return Ok(ColumnarValue::Array(array));
+            return Ok(Arc::clone(array));
         }
-        let out = match self.to {
+        match self.to {
             DataType::Decimal128(p, s) if !array.data_type().is_null() => {
-                self.to_decimal(&array, p, s)?
+                self.to_decimal(array, p, s)
             }
             // Widening integer and integer-to-float casts are exact (or IEEE rounding, as in
             // Java) in both engines.
-            _ => cast_with_options(&array, &self.to, &CastOptions::default())?,
-        };
-        Ok(ColumnarValue::Array(out))
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.child]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [child]: [Arc<dyn PhysicalExpr>; 1] = children
-            .try_into()
-            .or_else(|_| internal_err!("cast takes one child"))?;
-        Ok(Arc::new(Self {
-            child,
-            ..(*self).clone()
-        }))
-    }
-
-    fn fmt_sql(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
+            _ => Ok(cast_with_options(array, &self.to, &CastOptions::default())?),
+        }
     }
 }
 
@@ -183,6 +134,8 @@ impl PhysicalExpr for SparkCast {
 mod tests {
     use super::*;
     use arrow::array::Int32Array;
+    use arrow::datatypes::Field;
+    use arrow::record_batch::RecordBatch;
     use datafusion::physical_expr::expressions::col;
 
     #[test]
@@ -191,7 +144,7 @@ mod tests {
         let input = Decimal128Array::from(vec![Some(12345), Some(-12345), Some(99999), None])
             .with_precision_and_scale(5, 3)?;
         let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(input)])?;
-        let cast = SparkCast::try_new(
+        let cast = spark_cast(
             col("d", &schema)?,
             DataType::Decimal128(3, 2),
             EvalMode::Legacy,
@@ -202,7 +155,7 @@ mod tests {
         // 12.345 -> 12.35 does not fit decimal(3,2): null; -12.345 likewise; 99.999 likewise.
         assert_eq!(out.iter().collect::<Vec<_>>(), vec![None, None, None, None]);
 
-        let cast = SparkCast::try_new(
+        let cast = spark_cast(
             col("d", &schema)?,
             DataType::Decimal128(4, 2),
             EvalMode::Legacy,
@@ -215,7 +168,7 @@ mod tests {
             vec![Some(1235), Some(-1235), None, None]
         );
 
-        let ansi = SparkCast::try_new(
+        let ansi = spark_cast(
             col("d", &schema)?,
             DataType::Decimal128(4, 2),
             EvalMode::Ansi,
@@ -230,7 +183,7 @@ mod tests {
         let schema = Schema::new(vec![Field::new("i", DataType::Int32, true)]);
         let input = Int32Array::from(vec![Some(1), Some(-100), None]);
         let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(input)])?;
-        let cast = SparkCast::try_new(
+        let cast = spark_cast(
             col("i", &schema)?,
             DataType::Decimal128(3, 1),
             EvalMode::Legacy,
@@ -246,6 +199,6 @@ mod tests {
     fn unsupported_casts_are_rejected() {
         let schema = Schema::new(vec![Field::new("s", DataType::Utf8, true)]);
         let expr = col("s", &schema).unwrap();
-        assert!(SparkCast::try_new(expr, DataType::Int32, EvalMode::Legacy, &schema).is_err());
+        assert!(spark_cast(expr, DataType::Int32, EvalMode::Legacy, &schema).is_err());
     }
 }

@@ -3,132 +3,113 @@
 //! of decimals of precision up to 18.
 
 use std::fmt::{self, Display, Formatter};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Int64Array};
-use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type, Schema};
-use arrow::record_batch::RecordBatch;
-use datafusion::common::{Result, exec_err, internal_err};
-use datafusion::logical_expr::ColumnarValue;
+use arrow::array::{ArrayRef, AsArray, Decimal128Array, Int64Array};
+use arrow::datatypes::{DataType, Decimal128Type, Int64Type, Schema};
+use datafusion::common::{Result, exec_err};
 use datafusion::physical_expr::PhysicalExpr;
 
-/// Decimal (precision <= 18) to its unscaled INT64 value, or INT64 unscaled value to decimal.
-#[derive(Debug, Clone)]
-pub struct DecimalScaling {
+use super::kernel_expr::{ArrayKernel, KernelExpr};
+
+/// Spark's `UnscaledValue(child)` for a decimal of precision <= 18.
+pub fn unscaled_value(
     child: Arc<dyn PhysicalExpr>,
-    /// `Some` for MakeDecimal: the target precision and scale, and whether overflow is null.
-    make: Option<(u8, i8, bool)>,
+    input_schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    KernelExpr::try_new(child, UnscaledValue, input_schema)
 }
 
-impl DecimalScaling {
-    /// Spark's `UnscaledValue(child)`.
-    pub fn unscaled_value(child: Arc<dyn PhysicalExpr>, input_schema: &Schema) -> Result<Self> {
-        match child.data_type(input_schema)? {
-            DataType::Decimal128(p, _) if p <= 18 => Ok(Self { child, make: None }),
+/// Spark's `MakeDecimal(child, precision, scale, nullOnOverflow)` for an INT64 `child`.
+pub fn make_decimal(
+    child: Arc<dyn PhysicalExpr>,
+    to: DataType,
+    null_on_overflow: bool,
+    input_schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    let DataType::Decimal128(precision, scale) = to else {
+        return exec_err!("MakeDecimal to {to}");
+    };
+    let kernel = MakeDecimal {
+        precision,
+        scale,
+        null_on_overflow,
+    };
+    KernelExpr::try_new(child, kernel, input_schema)
+}
+
+/// The unscaled value of a narrow decimal, as INT64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnscaledValue;
+
+impl Display for UnscaledValue {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "UnscaledValue")
+    }
+}
+
+impl ArrayKernel for UnscaledValue {
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        match input {
+            DataType::Decimal128(p, _) if *p <= 18 => Ok(DataType::Int64),
             t => exec_err!("UnscaledValue of {t}"),
         }
     }
 
-    /// Spark's `MakeDecimal(child, precision, scale, nullOnOverflow)`.
-    pub fn make_decimal(
-        child: Arc<dyn PhysicalExpr>,
-        to: DataType,
-        null_on_overflow: bool,
-        input_schema: &Schema,
-    ) -> Result<Self> {
-        match (child.data_type(input_schema)?, to) {
-            (DataType::Int64, DataType::Decimal128(p, s)) => Ok(Self {
-                child,
-                make: Some((p, s, null_on_overflow)),
-            }),
-            (from, to) => exec_err!("MakeDecimal from {from} to {to}"),
-        }
+    fn apply(&self, array: &ArrayRef) -> Result<ArrayRef> {
+        // Precision <= 18: every unscaled value fits an i64.
+        Ok(Arc::new(Int64Array::from_iter(
+            array
+                .as_primitive::<Decimal128Type>()
+                .iter()
+                .map(|v| v.map(|v| v as i64)),
+        )))
     }
 }
 
-impl PartialEq for DecimalScaling {
-    fn eq(&self, other: &Self) -> bool {
-        self.child.as_ref() == other.child.as_ref() && self.make == other.make
-    }
+/// An INT64 unscaled value as a decimal: null (or an error) when it has too many digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MakeDecimal {
+    precision: u8,
+    scale: i8,
+    null_on_overflow: bool,
 }
 
-impl Eq for DecimalScaling {}
-
-impl Hash for DecimalScaling {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.child.hash(state);
-        self.make.hash(state);
-    }
-}
-
-impl Display for DecimalScaling {
+impl Display for MakeDecimal {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        match self.make {
-            None => write!(f, "UnscaledValue({})", self.child),
-            Some((p, s, _)) => write!(f, "MakeDecimal({}, {p}, {s})", self.child),
-        }
+        write!(f, "MakeDecimal[{}, {}]", self.precision, self.scale)
     }
 }
 
-impl PhysicalExpr for DecimalScaling {
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        let (data_type, nullable) = match self.make {
-            None => (DataType::Int64, self.child.nullable(input_schema)?),
-            Some((p, s, _)) => (DataType::Decimal128(p, s), true),
-        };
-        Ok(Arc::new(Field::new(self.to_string(), data_type, nullable)))
+impl ArrayKernel for MakeDecimal {
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        match input {
+            DataType::Int64 => Ok(DataType::Decimal128(self.precision, self.scale)),
+            t => exec_err!("MakeDecimal from {t}"),
+        }
     }
 
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let array = self.child.evaluate(batch)?.into_array(batch.num_rows())?;
-        let out: ArrayRef = match self.make {
-            // Precision <= 18: every unscaled value fits an i64.
-            None => Arc::new(Int64Array::from_iter(
-                array
-                    .as_primitive::<Decimal128Type>()
-                    .iter()
-                    .map(|v| v.map(|v| v as i64)),
-            )),
-            Some((p, s, null_on_overflow)) => {
-                let limit = 10_i128.pow(u32::from(p));
-                let mut values = Vec::with_capacity(array.len());
-                for v in array.as_primitive::<Int64Type>().iter() {
-                    values.push(match v.map(i128::from) {
-                        Some(v) if v.abs() < limit => Some(v),
-                        Some(v) if !null_on_overflow => {
-                            return exec_err!(
-                                "[NUMERIC_VALUE_OUT_OF_RANGE] {v} (scale {s}) does not fit \
-                                 Decimal({p}, {s})"
-                            );
-                        }
-                        _ => None,
-                    });
+    fn introduces_nulls(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, array: &ArrayRef) -> Result<ArrayRef> {
+        let (p, s) = (self.precision, self.scale);
+        let limit = 10_i128.pow(u32::from(p));
+        let mut values = Vec::with_capacity(array.len());
+        for v in array.as_primitive::<Int64Type>().iter() {
+            values.push(match v.map(i128::from) {
+                Some(v) if v.abs() < limit => Some(v),
+                Some(v) if !self.null_on_overflow => {
+                    return exec_err!(
+                        "[NUMERIC_VALUE_OUT_OF_RANGE] {v} (scale {s}) does not fit Decimal({p}, {s})"
+                    );
                 }
-                Arc::new(Decimal128Array::from(values).with_precision_and_scale(p, s)?)
-            }
-        };
-        Ok(ColumnarValue::Array(out))
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.child]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [child]: [Arc<dyn PhysicalExpr>; 1] = children
-            .try_into()
-            .or_else(|_| internal_err!("decimal scaling takes one child"))?;
-        Ok(Arc::new(Self {
-            child,
-            make: self.make,
-        }))
-    }
-
-    fn fmt_sql(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
+                _ => None,
+            });
+        }
+        Ok(Arc::new(
+            Decimal128Array::from(values).with_precision_and_scale(p, s)?,
+        ))
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Schema};
 use ballista_spark_proto as pb;
 use datafusion::common::config::ConfigOptions;
@@ -13,6 +14,7 @@ use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::physical_expr::expressions::{CaseExpr, CastExpr, InListExpr, LikeExpr, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 
+use super::kernel_expr::{ArrayKernel, KernelExpr};
 use super::{create_physical_expr, required};
 use crate::types::arrow_type;
 
@@ -75,16 +77,13 @@ pub fn like(l: &pb::Like, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
 /// `year(date)`, `month(date)`, `dayofmonth(date)` as INT32.
 pub fn date_part(d: &pb::DatePart, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
     let child = create_physical_expr(required(&d.child, "date part input")?, schema)?;
-    if child.data_type(schema)? != DataType::Date32 {
-        return plan_err!("date part of {}", child.data_type(schema)?);
-    }
     let part = match pb::DatePartKind::try_from(d.part) {
         Ok(pb::DatePartKind::Year) => DatePartOf::Year,
         Ok(pb::DatePartKind::Month) => DatePartOf::Month,
         Ok(pb::DatePartKind::Day) => DatePartOf::Day,
         _ => return plan_err!("unknown date part {}", d.part),
     };
-    Ok(Arc::new(DatePartExpr { child, part }))
+    KernelExpr::try_new(child, part, schema)
 }
 
 /// A function of `datafusion-spark`, its arguments cast as its signature asks (only
@@ -150,6 +149,7 @@ fn spark_functions() -> &'static HashMap<String, Arc<ScalarUDF>> {
     })
 }
 
+/// A field of a date, computed on the proleptic Gregorian calendar, as Spark 3 does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum DatePartOf {
     Year,
@@ -157,78 +157,28 @@ enum DatePartOf {
     Day,
 }
 
-/// A field of a date, computed on the proleptic Gregorian calendar, as Spark 3 does.
-#[derive(Debug, Clone)]
-struct DatePartExpr {
-    child: Arc<dyn PhysicalExpr>,
-    part: DatePartOf,
-}
-
-impl PartialEq for DatePartExpr {
-    fn eq(&self, other: &Self) -> bool {
-        self.child.as_ref() == other.child.as_ref() && self.part == other.part
-    }
-}
-
-impl Eq for DatePartExpr {}
-
-impl std::hash::Hash for DatePartExpr {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.child.hash(state);
-        self.part.hash(state);
-    }
-}
-
-impl std::fmt::Display for DatePartExpr {
+impl std::fmt::Display for DatePartOf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}({})", self.part, self.child)
+        write!(f, "{self:?}")
     }
 }
 
-impl PhysicalExpr for DatePartExpr {
-    fn return_field(&self, schema: &Schema) -> Result<arrow::datatypes::FieldRef> {
-        Ok(Arc::new(arrow::datatypes::Field::new(
-            self.to_string(),
-            DataType::Int32,
-            self.child.nullable(schema)?,
-        )))
+impl ArrayKernel for DatePartOf {
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        match input {
+            DataType::Date32 => Ok(DataType::Int32),
+            t => plan_err!("date part of {t}"),
+        }
     }
 
-    fn evaluate(
-        &self,
-        batch: &arrow::record_batch::RecordBatch,
-    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+    fn apply(&self, array: &ArrayRef) -> Result<ArrayRef> {
         use arrow::compute::kernels::temporal::{DatePart, date_part};
-        let array = self.child.evaluate(batch)?.into_array(batch.num_rows())?;
-        let part = match self.part {
+        let part = match self {
             DatePartOf::Year => DatePart::Year,
             DatePartOf::Month => DatePart::Month,
             DatePartOf::Day => DatePart::Day,
         };
-        Ok(datafusion::logical_expr::ColumnarValue::Array(date_part(
-            &array, part,
-        )?))
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.child]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [child]: [Arc<dyn PhysicalExpr>; 1] = children
-            .try_into()
-            .or_else(|_| datafusion::common::internal_err!("date part takes one child"))?;
-        Ok(Arc::new(Self {
-            child,
-            part: self.part,
-        }))
-    }
-
-    fn fmt_sql(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")
+        Ok(date_part(array, part)?)
     }
 }
 
@@ -238,7 +188,6 @@ mod tests {
     use arrow::array::{AsArray, Date32Array, RecordBatch};
     use arrow::compute::kernels::cast_utils::Parser;
     use arrow::datatypes::{Date32Type, Field, Int32Type};
-    use datafusion::physical_expr::expressions::col;
 
     #[test]
     fn date_parts_follow_the_proleptic_calendar() -> Result<()> {
@@ -260,14 +209,23 @@ mod tests {
                 &schema,
             );
             assert!(e.is_err(), "a date part needs its input");
-            let e = DatePartExpr {
-                child: col("d", &schema)?,
-                part: match p {
-                    pb::DatePartKind::Year => DatePartOf::Year,
-                    pb::DatePartKind::Month => DatePartOf::Month,
-                    _ => DatePartOf::Day,
+            let e = date_part(
+                &pb::DatePart {
+                    child: Some(Box::new(pb::Expr {
+                        kind: Some(pb::expr::Kind::Column(pb::BoundReference {
+                            index: 0,
+                            data_type: Some(pb::DataType {
+                                id: pb::TypeId::Date as i32,
+                                precision: 0,
+                                scale: 0,
+                            }),
+                            nullable: true,
+                        })),
+                    })),
+                    part: p as i32,
                 },
-            };
+                &schema,
+            )?;
             let out = e.evaluate(&batch)?.into_array(4)?;
             Ok(out.as_primitive::<Int32Type>().iter().collect())
         };

@@ -8,6 +8,7 @@ pub mod arithmetic;
 pub mod cast;
 pub mod decimal_scaling;
 pub mod functions;
+pub mod kernel_expr;
 pub mod normalize;
 
 use std::sync::Arc;
@@ -24,9 +25,9 @@ use datafusion::physical_expr::expressions::{
 use crate::kernels::decimal::DecimalOp;
 use crate::types::{arrow_type, literal_value};
 use arithmetic::{EvalMode, SparkArithmetic};
-use cast::SparkCast;
-use decimal_scaling::DecimalScaling;
-use normalize::{NormalizeNanAndZero, normalize_if_float};
+use cast::spark_cast;
+use decimal_scaling::{make_decimal, unscaled_value};
+use normalize::{normalize_if_float, normalize_nan_and_zero};
 
 /// Creates the physical expression for `expr`, bound to `input_schema`.
 pub fn create_physical_expr(
@@ -49,21 +50,14 @@ pub fn create_physical_expr(
                 Ok(pb::UnaryOp::IsNull) => Ok(Arc::new(IsNullExpr::new(child))),
                 Ok(pb::UnaryOp::IsNotNull) => Ok(Arc::new(IsNotNullExpr::new(child))),
                 Ok(pb::UnaryOp::Negate) => Ok(Arc::new(NegativeExpr::new(child))),
-                Ok(pb::UnaryOp::NormalizeNanAndZero) => {
-                    Ok(Arc::new(NormalizeNanAndZero::try_new(child, input_schema)?))
-                }
+                Ok(pb::UnaryOp::NormalizeNanAndZero) => normalize_nan_and_zero(child, input_schema),
                 _ => plan_err!("unknown unary operator {}", u.op),
             }
         }
         Kind::Cast(c) => {
             let child = create_physical_expr(required(&c.child, "cast child")?, input_schema)?;
             let to = arrow_type(required(&c.to, "cast type")?)?;
-            Ok(Arc::new(SparkCast::try_new(
-                child,
-                to,
-                eval_mode(c.eval_mode)?,
-                input_schema,
-            )?))
+            spark_cast(child, to, eval_mode(c.eval_mode)?, input_schema)
         }
         Kind::CaseWhen(c) => functions::case_when(c, input_schema),
         Kind::InList(i) => functions::in_list(i, input_schema),
@@ -73,21 +67,13 @@ pub fn create_physical_expr(
         Kind::UnscaledValue(u) => {
             let child =
                 create_physical_expr(required(&u.child, "UnscaledValue child")?, input_schema)?;
-            Ok(Arc::new(DecimalScaling::unscaled_value(
-                child,
-                input_schema,
-            )?))
+            unscaled_value(child, input_schema)
         }
         Kind::MakeDecimal(m) => {
             let child =
                 create_physical_expr(required(&m.child, "MakeDecimal child")?, input_schema)?;
             let to = arrow_type(required(&m.to, "MakeDecimal type")?)?;
-            Ok(Arc::new(DecimalScaling::make_decimal(
-                child,
-                to,
-                m.null_on_overflow,
-                input_schema,
-            )?))
+            make_decimal(child, to, m.null_on_overflow, input_schema)
         }
     }
 }

@@ -6,29 +6,25 @@
 //! for 0.0 / 0.0, would otherwise sort below every number).
 
 use std::fmt::{self, Display, Formatter};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, PrimitiveArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Float64Type, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema};
 use datafusion::common::{Result, exec_err, internal_err};
-use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-/// Normalizes NaN and -0.0 in a Float32 or Float64 expression.
-#[derive(Debug, Clone)]
-pub struct NormalizeNanAndZero {
-    child: Arc<dyn PhysicalExpr>,
-}
+use super::kernel_expr::{ArrayKernel, KernelExpr};
 
-impl NormalizeNanAndZero {
-    pub fn try_new(child: Arc<dyn PhysicalExpr>, input_schema: &Schema) -> Result<Self> {
-        match child.data_type(input_schema)? {
-            DataType::Float32 | DataType::Float64 => Ok(Self { child }),
-            t => exec_err!("NormalizeNaNAndZero of {t}"),
-        }
-    }
+/// The kernel: NaN and -0.0 normalized in Float32 or Float64 arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NormalizeNanAndZero;
+
+/// `NormalizeNaNAndZero(child)` for a floating-point `child`.
+pub fn normalize_nan_and_zero(
+    child: Arc<dyn PhysicalExpr>,
+    input_schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    KernelExpr::try_new(child, NormalizeNanAndZero, input_schema)
 }
 
 /// `expr`, normalized if it is floating point.
@@ -36,46 +32,28 @@ pub fn normalize_if_float(
     expr: Arc<dyn PhysicalExpr>,
     input_schema: &Schema,
 ) -> Result<Arc<dyn PhysicalExpr>> {
-    Ok(match expr.data_type(input_schema)? {
-        DataType::Float32 | DataType::Float64 => {
-            Arc::new(NormalizeNanAndZero::try_new(expr, input_schema)?)
-        }
-        _ => expr,
-    })
-}
-
-impl PartialEq for NormalizeNanAndZero {
-    fn eq(&self, other: &Self) -> bool {
-        self.child.as_ref() == other.child.as_ref()
-    }
-}
-
-impl Eq for NormalizeNanAndZero {}
-
-impl Hash for NormalizeNanAndZero {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.child.hash(state);
+    match expr.data_type(input_schema)? {
+        DataType::Float32 | DataType::Float64 => normalize_nan_and_zero(expr, input_schema),
+        _ => Ok(expr),
     }
 }
 
 impl Display for NormalizeNanAndZero {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "normalize_nan_and_zero({})", self.child)
+        write!(f, "normalize_nan_and_zero")
     }
 }
 
-impl PhysicalExpr for NormalizeNanAndZero {
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(
-            self.to_string(),
-            self.child.data_type(input_schema)?,
-            self.child.nullable(input_schema)?,
-        )))
+impl ArrayKernel for NormalizeNanAndZero {
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        match input {
+            DataType::Float32 | DataType::Float64 => Ok(input.clone()),
+            t => exec_err!("NormalizeNaNAndZero of {t}"),
+        }
     }
 
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let array = self.child.evaluate(batch)?.into_array(batch.num_rows())?;
-        let out: ArrayRef = match array.data_type() {
+    fn apply(&self, array: &ArrayRef) -> Result<ArrayRef> {
+        Ok(match array.data_type() {
             DataType::Float64 => {
                 let a = array.as_primitive::<Float64Type>();
                 let normalized: PrimitiveArray<Float64Type> =
@@ -89,33 +67,15 @@ impl PhysicalExpr for NormalizeNanAndZero {
                 Arc::new(normalized)
             }
             t => return internal_err!("NormalizeNaNAndZero of {t}"),
-        };
-        Ok(ColumnarValue::Array(out))
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.child]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [child]: [Arc<dyn PhysicalExpr>; 1] = children
-            .try_into()
-            .or_else(|_| internal_err!("NormalizeNaNAndZero takes one child"))?;
-        Ok(Arc::new(Self { child }))
-    }
-
-    fn fmt_sql(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, Float64Array};
+    use arrow::array::{Array, Float64Array, RecordBatch};
+    use arrow::datatypes::Field;
     use datafusion::physical_expr::expressions::col;
 
     #[test]
@@ -124,7 +84,7 @@ mod tests {
         let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
         let input = Float64Array::from(vec![Some(-0.0), Some(negative_nan), Some(1.5), None]);
         let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(input)])?;
-        let expr = NormalizeNanAndZero::try_new(col("d", &schema)?, &schema)?;
+        let expr = normalize_nan_and_zero(col("d", &schema)?, &schema)?;
         let out = expr.evaluate(&batch)?.into_array(4)?;
         let out = out.as_primitive::<Float64Type>();
         assert_eq!(out.value(0).to_bits(), 0.0_f64.to_bits());

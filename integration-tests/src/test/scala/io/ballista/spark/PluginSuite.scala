@@ -120,6 +120,21 @@ class PluginSuite extends AnyFunSuite {
     )
   }
 
+  test("native above Spark above native in one task (nested native plans)") {
+    sampleTable("nested")
+    spark.udf.register("plus_one", (x: Long) => x + 1)
+    spark.conf.set("spark.ballista.enabled", "true")
+    // SORT BY sorts within partitions: no exchange between the native sort, the Spark UDF
+    // projection and the native scan below it.
+    val df = SparkFixture.assertSameAsSpark(
+      spark,
+      "SELECT plus_one(id) AS x, v FROM nested WHERE id > 3 SORT BY x DESC",
+      ordered = true
+    )
+    val native = SparkFixture.nativeOperatorNames(df)
+    assert(native.contains("BallistaSort") && native.contains("BallistaParquetScan"), native)
+  }
+
   test("invalid settings fail with a message naming the setting") {
     sampleTable("settings")
     spark.conf.set("spark.ballista.enabled", "true")

@@ -7,11 +7,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array};
 use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
 
 use crate::expressions::arithmetic::EvalMode;
 use crate::kernels::decimal;
@@ -72,6 +74,28 @@ impl AggregateUDFImpl for SparkDecimalSum {
                 false,
             )),
         ])
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        let DataType::Decimal128(precision, scale) = *args.return_field.data_type() else {
+            return internal_err!("decimal sum returning {}", args.return_field.data_type());
+        };
+        Ok(Box::new(DecimalSumGroups {
+            sums: vec![],
+            overflowed: vec![],
+            empty: vec![],
+            limit: 10_u128.pow(u32::from(precision)),
+            precision,
+            scale,
+            eval_mode: self.eval_mode,
+        }))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -169,5 +193,162 @@ impl Accumulator for DecimalSumAccumulator {
 
     fn size(&self) -> usize {
         size_of::<Self>()
+    }
+}
+
+/// The same sum for many groups at once (what hash aggregation with many groups uses).
+#[derive(Debug)]
+struct DecimalSumGroups {
+    sums: Vec<i128>,
+    /// The group's running sum overflowed the buffer's precision (Spark's null sum).
+    overflowed: Vec<bool>,
+    /// No non-null input yet (Spark's `isEmpty`).
+    empty: Vec<bool>,
+    limit: u128,
+    precision: u8,
+    scale: i8,
+    eval_mode: EvalMode,
+}
+
+impl DecimalSumGroups {
+    fn resize(&mut self, groups: usize) {
+        self.sums.resize(groups, 0);
+        self.overflowed.resize(groups, false);
+        self.empty.resize(groups, true);
+    }
+
+    fn add(&mut self, group: usize, value: i128) {
+        if self.overflowed[group] {
+            return;
+        }
+        match self.sums[group]
+            .checked_add(value)
+            .filter(|v| v.unsigned_abs() < self.limit)
+        {
+            Some(sum) => self.sums[group] = sum,
+            None => self.overflowed[group] = true,
+        }
+    }
+}
+
+fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
+impl GroupsAccumulator for DecimalSumGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let [values] = values else {
+            return internal_err!("sum takes one argument");
+        };
+        self.resize(total_num_groups);
+        let values = values.as_primitive::<Decimal128Type>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if values.is_valid(row) && selected(opt_filter, row) {
+                self.empty[group] = false;
+                self.add(group, values.value(row));
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let [sums, empties] = values else {
+            return internal_err!("sum state has two columns");
+        };
+        self.resize(total_num_groups);
+        let sums = sums.as_primitive::<Decimal128Type>();
+        let empties: &BooleanArray = empties.as_boolean();
+        for (row, &group) in group_indices.iter().enumerate() {
+            // Spark's merge: overflow on either side makes the sum null.
+            let other_empty = empties.is_valid(row) && empties.value(row);
+            let other_overflowed = !other_empty && sums.is_null(row);
+            let this_overflowed = !self.empty[group] && self.overflowed[group];
+            if this_overflowed || other_overflowed {
+                self.overflowed[group] = true;
+            } else if sums.is_valid(row) {
+                self.add(group, sums.value(row));
+            }
+            self.empty[group] = self.empty[group] && other_empty;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let overflowed = emit_to.take_needed(&mut self.overflowed);
+        let empty = emit_to.take_needed(&mut self.empty);
+        let mut out = Vec::with_capacity(sums.len());
+        for ((sum, overflowed), empty) in sums.into_iter().zip(overflowed).zip(empty) {
+            out.push(if empty {
+                None
+            } else if overflowed {
+                if self.eval_mode == EvalMode::Ansi {
+                    return exec_err!(
+                        "[ARITHMETIC_OVERFLOW] sum overflowed Decimal({}, {})",
+                        self.precision,
+                        self.scale
+                    );
+                }
+                None
+            } else {
+                Some(sum)
+            });
+        }
+        Ok(Arc::new(
+            Decimal128Array::from(out).with_precision_and_scale(self.precision, self.scale)?,
+        ))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let overflowed = emit_to.take_needed(&mut self.overflowed);
+        let empty = emit_to.take_needed(&mut self.empty);
+        let sums: Decimal128Array = sums
+            .into_iter()
+            .zip(&overflowed)
+            .map(|(sum, overflowed)| (!overflowed).then_some(sum))
+            .collect();
+        Ok(vec![
+            Arc::new(sums.with_precision_and_scale(self.precision, self.scale)?),
+            Arc::new(BooleanArray::from(empty)),
+        ])
+    }
+
+    /// Each input row as its own buffer (for DataFusion skipping partial aggregation).
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let [values] = values else {
+            return internal_err!("sum takes one argument");
+        };
+        let values = values.as_primitive::<Decimal128Type>();
+        let counted = |row: usize| values.is_valid(row) && selected(opt_filter, row);
+        let sums: Decimal128Array = (0..values.len())
+            .map(|row| Some(if counted(row) { values.value(row) } else { 0 }))
+            .collect();
+        let empty: BooleanArray = (0..values.len()).map(|row| Some(!counted(row))).collect();
+        Ok(vec![
+            Arc::new(sums.with_precision_and_scale(self.precision, self.scale)?),
+            Arc::new(empty),
+        ])
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * size_of::<i128>()
+            + self.overflowed.capacity()
+            + self.empty.capacity()
     }
 }

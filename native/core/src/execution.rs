@@ -12,7 +12,7 @@ use ballista_spark_proto as pb;
 use datafusion::common::{DataFusionError, Result, exec_err, plan_datafusion_err};
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
 use prost::Message;
@@ -46,9 +46,8 @@ fn runtime_env() -> Arc<RuntimeEnv> {
     Arc::clone(ENV.get_or_init(|| Arc::new(RuntimeEnv::default())))
 }
 
-/// One task's native execution: the plan, its output stream and Spark's expected schema.
+/// One task's native execution: its output stream and Spark's expected schema.
 pub struct TaskExecution {
-    plan: Arc<dyn ExecutionPlan>,
     stream: Option<SendableRecordBatchStream>,
     output_schema: SchemaRef,
 }
@@ -92,10 +91,9 @@ impl TaskExecution {
         );
         let stream = {
             let _guard = runtime()?.enter();
-            execute_stream(Arc::clone(&physical), context)?
+            execute_stream(physical, context)?
         };
         Ok(Self {
-            plan: physical,
             stream: Some(stream),
             output_schema,
         })
@@ -104,11 +102,6 @@ impl TaskExecution {
     /// The schema of the batches [`Self::next_batch`] returns.
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.output_schema)
-    }
-
-    /// The DataFusion plan, for display and tests.
-    pub fn plan(&self) -> &Arc<dyn ExecutionPlan> {
-        &self.plan
     }
 
     /// Blocks until the next batch is ready; `None` at the end of the output.

@@ -40,7 +40,6 @@ private[ballista] class NativePlanRDD(
   override def compute(split: Partition, context: TaskContext): Iterator[ColumnarBatch] = {
     val partition = split.asInstanceOf[NativePartition]
     val allocator = Allocators.child(s"ballista-task-${context.taskAttemptId()}")
-    val sources = ArrayBuffer[RowBatchSource]()
     var plan: NativePlan = null
     // Close everything when the task ends, on success, failure or cancellation. The native
     // plan goes first: it holds the input batches exported from the allocator.
@@ -48,18 +47,17 @@ private[ballista] class NativePlanRDD(
       try {
         if (plan != null) plan.close()
       } finally {
-        sources.foreach(_.close())
         try allocator.close()
         catch {
           case e: IllegalStateException => logWarning(s"Arrow memory not released: $e")
         }
       }
     }
-    partition.inputPartition.foreach { inputSplit =>
+    val sources: Array[BatchSource] = partition.inputPartition.toArray.map { inputSplit =>
       val rows = firstParent[InternalRow].iterator(inputSplit, context)
-      sources += new RowBatchSource(rows, inputSchema, batchSize, allocator)
+      new RowBatchSource(rows, inputSchema, batchSize, allocator)
     }
-    plan = NativePlan.execute(partition.planBytes, sources.toArray[BatchSource], allocator)
+    plan = NativePlan.execute(partition.planBytes, sources, allocator)
     new NativeBatchIterator(plan, context)
   }
 }
@@ -154,7 +152,7 @@ private[ballista] object NativePlanRDD {
         val input = JvmInput
           .newBuilder()
           .setIndex(inputs.indexWhere(_ eq other))
-          .setSchema(RowBatchSource.protoSchema(other.schema))
+          .setSchema(TypeSerde.schema(other.schema))
         PlanNode.newBuilder().setJvmInput(input).build()
     }
 }

@@ -1,11 +1,9 @@
 package org.apache.spark.sql.ballista.execution
 
 import io.ballista.spark.jni.BatchSource
-import io.ballista.spark.proto.{Schema => PSchema}
 import org.apache.arrow.c.{ArrowArray, ArrowSchema, Data}
 import org.apache.arrow.memory.BufferAllocator
 import org.apache.arrow.vector.VectorSchemaRoot
-import org.apache.spark.sql.ballista.serde.TypeSerde
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.execution.arrow.ArrowWriter
 import org.apache.spark.sql.types.StructType
@@ -21,8 +19,7 @@ private[ballista] class RowBatchSource(
     schema: StructType,
     batchSize: Int,
     allocator: BufferAllocator
-) extends BatchSource
-    with AutoCloseable {
+) extends BatchSource {
 
   // Timestamps cross as UTC microseconds whatever the session time zone, as the native
   // side expects.
@@ -52,11 +49,4 @@ private[ballista] class RowBatchSource(
     }
   }
 
-  override def close(): Unit = ()
-}
-
-private[ballista] object RowBatchSource {
-
-  /** The plan's schema of the batches this source produces for `schema`. */
-  def protoSchema(schema: StructType): PSchema = TypeSerde.schema(schema)
 }

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with `env!`: the target directory is shared by every clone on
+    // a machine, and a build script compiled in another clone would otherwise keep looking
+    // for the proto file there.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let plan = root.join("ballista/plan.proto");
     println!("cargo:rerun-if-changed={}", plan.display());
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

@@ -7,9 +7,12 @@
 
 pub mod aggregates;
 pub mod execution;
+pub mod expand;
 pub mod expressions;
 pub mod input;
+pub mod joins;
 pub mod kernels;
 pub mod planner;
 pub mod scan;
+pub mod shuffle;
 pub mod types;

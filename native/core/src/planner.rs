@@ -12,15 +12,21 @@ use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 
 use crate::aggregates::{Phase, create_aggregate_expr};
 use crate::execution::all_nullable;
+use crate::expand::ExpandExec;
 use crate::expressions::normalize::normalize_if_float;
 use crate::expressions::{create_physical_expr, required};
 use crate::input::{BatchSource, InputExec};
+use crate::joins::{hash_join, sort_merge_join};
 use crate::scan::parquet_scan;
+use crate::shuffle::partitioning::ShufflePartitioner;
+use crate::shuffle::reader::IpcReaderExec;
+use crate::shuffle::writer::{ShuffleWriterExec, compression};
 use crate::types::arrow_schema;
 
 /// Builds execution plans for one task; inputs are the batch sources handed over by the
@@ -94,7 +100,72 @@ impl PhysicalPlanner {
                     .collect::<Result<Vec<_>>>()?;
                 let ordering = LexOrdering::new(keys)
                     .ok_or_else(|| plan_datafusion_err!("sort without keys"))?;
-                Ok(Arc::new(SortExec::new(ordering, input)))
+                // With `fetch`, DataFusion keeps a top-k heap instead of sorting everything;
+                // its heap cannot be empty, so `fetch = 0` becomes a limit of 0 rows.
+                match sort.fetch.map(usize_of).transpose()? {
+                    Some(0) => Ok(Arc::new(GlobalLimitExec::new(
+                        Arc::new(SortExec::new(ordering, input)),
+                        0,
+                        Some(0),
+                    ))),
+                    fetch => Ok(Arc::new(SortExec::new(ordering, input).with_fetch(fetch))),
+                }
+            }
+            Kind::HashJoin(join) => {
+                let left = self.create_plan(required(&join.left, "hash join left")?)?;
+                let right = self.create_plan(required(&join.right, "hash join right")?)?;
+                hash_join(join, left, right)
+            }
+            Kind::SortMergeJoin(join) => {
+                let left = self.create_plan(required(&join.left, "sort-merge join left")?)?;
+                let right = self.create_plan(required(&join.right, "sort-merge join right")?)?;
+                sort_merge_join(join, left, right)
+            }
+            Kind::Limit(limit) => {
+                let input = self.create_plan(required(&limit.input, "limit input")?)?;
+                Ok(Arc::new(GlobalLimitExec::new(
+                    input,
+                    usize_of(limit.offset)?,
+                    Some(usize_of(limit.limit)?),
+                )))
+            }
+            Kind::Expand(expand) => {
+                let input = self.create_plan(required(&expand.input, "expand input")?)?;
+                let input_schema = input.schema();
+                let projections = expand
+                    .projections
+                    .iter()
+                    .map(|p| {
+                        p.exprs
+                            .iter()
+                            .map(|e| create_physical_expr(e, &input_schema))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let schema =
+                    all_nullable(&arrow_schema(required(&expand.schema, "expand schema")?)?);
+                Ok(Arc::new(ExpandExec::try_new(input, projections, schema)?))
+            }
+            Kind::ShuffleWriter(writer) => {
+                let input = self.create_plan(required(&writer.input, "shuffle writer input")?)?;
+                let partitioner = ShufflePartitioner::try_new(
+                    required(&writer.partitioning, "shuffle partitioning")?,
+                    &input.schema(),
+                )?;
+                Ok(Arc::new(ShuffleWriterExec::try_new(
+                    input,
+                    partitioner,
+                    compression(writer.codec)?,
+                    self.batch_size,
+                )?))
+            }
+            Kind::IpcReader(reader) => {
+                let input = self.create_plan(required(&reader.input, "IPC reader input")?)?;
+                let schema = all_nullable(&arrow_schema(required(
+                    &reader.schema,
+                    "IPC reader schema",
+                )?)?);
+                Ok(Arc::new(IpcReaderExec::try_new(input, schema)?))
             }
         }
     }
@@ -136,7 +207,17 @@ impl PhysicalPlanner {
             .iter()
             .map(|f| create_aggregate_expr(f, phase, &input_schema))
             .collect::<Result<Vec<_>>>()?;
-        let filters = vec![None; functions.len()];
+        let filters = aggregate
+            .functions
+            .iter()
+            .map(|f| match (&f.filter, phase) {
+                (None, _) => Ok(None),
+                (Some(filter), Phase::Partial) => {
+                    create_physical_expr(filter, &input_schema).map(Some)
+                }
+                (Some(_), Phase::Final) => plan_err!("aggregate filter in a final aggregation"),
+            })
+            .collect::<Result<Vec<_>>>()?;
         // DataFusion's final phase builds its functions over the first phase's input schema;
         // only the argument types matter, and each function carries its own.
         let first_phase_schema = match phase {
@@ -159,6 +240,11 @@ impl PhysicalPlanner {
             }
         }
     }
+}
+
+/// A row count of the plan as `usize`.
+fn usize_of(n: u64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| plan_datafusion_err!("row count {n} out of range"))
 }
 
 fn named_exprs(

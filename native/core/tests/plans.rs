@@ -253,6 +253,7 @@ fn aggregate_function(
         result_type: Some(result_type),
         eval_mode: pb::EvalMode::Legacy as i32,
         name: name.into(),
+        filter: None,
     }
 }
 
@@ -523,6 +524,7 @@ fn sort_orders_nulls_and_directions_like_spark() -> Result<()> {
                 ascending,
                 nulls_first,
             }],
+            fetch: None,
         })));
         let out = run(
             &plan(sort, vec![field("a", ty(pb::TypeId::Int64))]),

@@ -142,8 +142,19 @@ pub fn scalar_function(f: &pb::ScalarFunction, schema: &Schema) -> Result<Arc<dy
 fn spark_functions() -> &'static HashMap<String, Arc<ScalarUDF>> {
     static FUNCTIONS: OnceLock<HashMap<String, Arc<ScalarUDF>>> = OnceLock::new();
     FUNCTIONS.get_or_init(|| {
-        datafusion_spark::all_default_scalar_functions()
+        // DataFusion's own functions where their semantics equal Spark's and the crate of
+        // Spark functions has none: case mapping, trimming spaces, regex search.
+        let datafusion_functions = [
+            datafusion::functions::string::upper(),
+            datafusion::functions::string::lower(),
+            datafusion::functions::string::btrim(),
+            datafusion::functions::string::ltrim(),
+            datafusion::functions::string::rtrim(),
+            datafusion::functions::regex::regexp_like(),
+        ];
+        datafusion_functions
             .into_iter()
+            .chain(datafusion_spark::all_default_scalar_functions())
             .map(|f| (f.name().to_string(), f))
             .collect()
     })

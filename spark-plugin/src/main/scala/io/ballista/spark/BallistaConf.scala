@@ -29,6 +29,19 @@ object BallistaConf {
       }
   }
 
+  /** A key whose value is one of `choices` (case-insensitive); others are an error. */
+  final case class ChoiceEntry(key: String, default: String, choices: Seq[String], doc: String) {
+    def get(conf: SQLConf): String = {
+      val v = Option(conf.getConfString(key, null)).map(_.trim.toLowerCase).getOrElse(default)
+      if (!choices.contains(v)) {
+        throw new IllegalArgumentException(
+          s"$key should be one of ${choices.mkString(", ")}, but was '$v'"
+        )
+      }
+      v
+    }
+  }
+
   val Enabled: BooleanEntry = BooleanEntry(
     "spark.ballista.enabled",
     default = true,
@@ -39,5 +52,12 @@ object BallistaConf {
     "spark.ballista.batchSize",
     default = 8192,
     "Rows per Arrow batch produced by native operators and by row-to-Arrow conversion."
+  )
+
+  val ShuffleCodec: ChoiceEntry = ChoiceEntry(
+    "spark.ballista.shuffle.compression.codec",
+    default = "lz4",
+    Seq("lz4", "zstd", "none"),
+    "Compression of the Arrow IPC blocks of native shuffles and broadcasts."
   )
 }

@@ -3,13 +3,14 @@ package org.apache.spark.sql.ballista
 import io.ballista.spark.BallistaConf
 import org.apache.spark.internal.Logging
 import org.apache.spark.sql.SparkSession
-import org.apache.spark.sql.ballista.execution.BallistaExec
+import org.apache.spark.sql.ballista.execution._
 import org.apache.spark.sql.catalyst.rules.Rule
 import org.apache.spark.sql.catalyst.trees.TreeNodeTag
 import org.apache.spark.sql.execution.{
   ColumnarRule,
   ColumnarToRowTransition,
   InputAdapter,
+  LocalTableScanExec,
   RowToColumnarExec,
   RowToColumnarTransition,
   SparkPlan,
@@ -35,12 +36,14 @@ case class BallistaColumnarRule(session: SparkSession) extends ColumnarRule {
 }
 
 object RemoveRowToColumnarBelowNative extends Rule[SparkPlan] {
-  override def apply(plan: SparkPlan): SparkPlan = plan.transformUp { case native: BallistaExec =>
-    val children = native.children.map {
-      case RowToColumnarExec(child) => child
-      case other => other
-    }
-    if (children == native.children) native else native.withNewChildren(children)
+  override def apply(plan: SparkPlan): SparkPlan = plan.transformUp {
+    case native @ (_: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
+        _: BallistaBroadcastExchangeExec) =>
+      val children = native.children.map {
+        case RowToColumnarExec(child) => child
+        case other => other
+      }
+      if (children == native.children) native else native.withNewChildren(children)
   }
 }
 
@@ -51,17 +54,23 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
     if (!BallistaConf.Enabled.get(conf)) {
       plan
     } else {
+      Operators.markNativeBroadcasts(plan)
       plan.transformUp { case operator => translate(operator) }
     }
   }
 
   private def translate(operator: SparkPlan): SparkPlan = operator match {
-    case native: BallistaExec => native
+    case native @ (_: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
+        _: BallistaBroadcastExchangeExec) =>
+      native
     // Plumbing of adaptive execution and of Spark's own transitions: not operators to run.
     case _: AdaptiveSparkPlanExec | _: QueryStageExec | _: AQEShuffleReadExec |
         _: ColumnarToRowTransition | _: RowToColumnarTransition | _: InputAdapter |
         _: WholeStageCodegenExec | _: ReusedExchangeExec =>
       operator
+    // Constant rows (also what adaptive execution leaves of an empty input): native operators
+    // read them as Arrow, nothing to compute.
+    case _: LocalTableScanExec => operator
     case _ =>
       Operators.translate(operator, conf) match {
         case Right(native) =>

@@ -4,14 +4,33 @@ import org.apache.spark.sql.ballista.execution._
 import org.apache.spark.sql.ballista.serde.{AggregateSerde, ExprSerde, NotNative, TypeSerde}
 import org.apache.spark.sql.catalyst.expressions.{Attribute, PlanExpression}
 import org.apache.spark.sql.catalyst.expressions.aggregate.{Final, Partial}
+import org.apache.spark.sql.catalyst.optimizer.BuildLeft
+import org.apache.spark.sql.catalyst.trees.TreeNodeTag
 import org.apache.spark.sql.execution.{
+  ExpandExec,
   FileSourceScanExec,
   FilterExec,
+  GlobalLimitExec,
+  LocalLimitExec,
+  LocalTableScanExec,
   ProjectExec,
   SortExec,
-  SparkPlan
+  SparkPlan,
+  TakeOrderedAndProjectExec,
+  UnionExec
 }
+import org.apache.spark.sql.execution.adaptive.QueryStageExec
 import org.apache.spark.sql.execution.aggregate.HashAggregateExec
+import org.apache.spark.sql.execution.exchange.{
+  BroadcastExchangeExec,
+  ReusedExchangeExec,
+  ShuffleExchangeExec
+}
+import org.apache.spark.sql.execution.joins.{
+  BroadcastHashJoinExec,
+  ShuffledHashJoinExec,
+  SortMergeJoinExec
+}
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
 import org.apache.spark.sql.internal.SQLConf
 import org.apache.spark.sql.types.{StructType, TimestampNTZType, TimestampType}
@@ -20,14 +39,14 @@ import org.apache.spark.sql.types.{StructType, TimestampNTZType, TimestampType}
 object Operators {
 
   /** The native operator for `operator` (whose children are already translated), or why not. */
-  def translate(operator: SparkPlan, conf: SQLConf): Either[String, BallistaExec] =
+  def translate(operator: SparkPlan, conf: SQLConf): Either[String, SparkPlan] =
     try {
-      Right(translateOrThrow(operator, conf))
+      Right(ExprSerde.checking(translateOrThrow(operator, conf)))
     } catch {
       case e: NotNative => Left(e.reason)
     }
 
-  private def translateOrThrow(operator: SparkPlan, conf: SQLConf): BallistaExec =
+  private def translateOrThrow(operator: SparkPlan, conf: SQLConf): SparkPlan =
     operator match {
       case scan: FileSourceScanExec => parquetScan(scan)
 
@@ -50,12 +69,170 @@ object Operators {
         sort.sortOrder.foreach(o => ExprSerde.toProto(o.child, sort.child.output))
         BallistaSortExec(sort.sortOrder, sort.child, sort)
 
+      case top: TakeOrderedAndProjectExec =>
+        top.sortOrder.foreach(o => ExprSerde.toProto(o.child, top.child.output))
+        top.projectList.foreach(e => ExprSerde.named(e, top.child.output))
+        TypeSerde.schema(top.output)
+        BallistaTakeOrderedAndProjectExec(
+          top.limit,
+          top.offset,
+          top.sortOrder,
+          top.projectList,
+          top.child,
+          top
+        )
+
+      case limit: LocalLimitExec =>
+        requireNativeChild(limit.child)
+        BallistaLimitExec(limit.limit, 0, limit.child, limit)
+      case limit: GlobalLimitExec =>
+        requireNativeChild(limit.child)
+        // Spark returns rows [offset, limit) of the input; a limit of -1 means all.
+        val n = if (limit.limit < 0) Int.MaxValue else math.max(limit.limit - limit.offset, 0)
+        BallistaLimitExec(n, limit.offset, limit.child, limit)
+
+      case expand: ExpandExec =>
+        requireNativeChild(expand.child)
+        expand.projections.foreach(_.foreach(e => ExprSerde.toProto(e, expand.child.output)))
+        TypeSerde.schema(expand.output)
+        BallistaExpandExec(expand.projections, expand.child, expand)
+
+      case union: UnionExec =>
+        union.children.foreach(requireNativeChild)
+        TypeSerde.schema(union.output)
+        BallistaUnionExec(union.children, union)
+
+      case join: BroadcastHashJoinExec =>
+        checkHashJoin(join)
+        val build = if (join.buildSide == BuildLeft) join.left else join.right
+        if (!isNativeBroadcast(build)) NotNative("its broadcast is not native")
+        BallistaHashJoinExec(
+          join.leftKeys,
+          join.rightKeys,
+          join.joinType,
+          join.buildSide,
+          join.condition,
+          join.isNullAwareAntiJoin,
+          join.left,
+          join.right,
+          join
+        )
+
+      case join: ShuffledHashJoinExec =>
+        JoinSerde.check(
+          join.leftKeys,
+          join.rightKeys,
+          join.joinType,
+          join.condition,
+          join.left,
+          join.right
+        )
+        TypeSerde.schema(join.output)
+        BallistaHashJoinExec(
+          join.leftKeys,
+          join.rightKeys,
+          join.joinType,
+          join.buildSide,
+          join.condition,
+          isNullAwareAntiJoin = false,
+          join.left,
+          join.right,
+          join
+        )
+
+      case join: SortMergeJoinExec =>
+        JoinSerde.check(
+          join.leftKeys,
+          join.rightKeys,
+          join.joinType,
+          join.condition,
+          join.left,
+          join.right
+        )
+        TypeSerde.schema(join.output)
+        BallistaSortMergeJoinExec(
+          join.leftKeys,
+          join.rightKeys,
+          join.joinType,
+          join.condition,
+          join.left,
+          join.right,
+          join
+        )
+
+      case exchange: BroadcastExchangeExec =>
+        if (!exchange.getTagValue(NativeConsumerTag).contains(true)) {
+          NotNative("the join reading it stays in Spark")
+        }
+        TypeSerde.schema(exchange.child.output)
+        BallistaBroadcastExchangeExec(exchange.mode, exchange.child)
+
+      case exchange: ShuffleExchangeExec =>
+        requireNativeChild(exchange.child)
+        NativeShuffle.check(exchange.outputPartitioning, exchange.child.output)
+        TypeSerde.schema(exchange.child.output)
+        BallistaShuffleExchangeExec(
+          exchange.outputPartitioning,
+          exchange.child,
+          exchange.shuffleOrigin,
+          exchange.advisoryPartitionSize
+        )
+
       case other => NotNative(s"${other.nodeName} is not supported natively yet")
     }
 
+  /** Marks a broadcast whose consumer is a join that runs natively. */
+  val NativeConsumerTag: TreeNodeTag[Boolean] = TreeNodeTag[Boolean]("ballista.nativeConsumer")
+
+  /**
+   * Marks the broadcasts of `plan` that native hash joins will read: a broadcast is native
+   * exactly when its join is, and is translated before its join is (bottom-up).
+   */
+  def markNativeBroadcasts(plan: SparkPlan): Unit = plan.foreach {
+    case join: BroadcastHashJoinExec =>
+      val build = if (join.buildSide == BuildLeft) join.left else join.right
+      build match {
+        case exchange: BroadcastExchangeExec =>
+          val supported =
+            try {
+              ExprSerde.checking(checkHashJoin(join))
+              true
+            } catch {
+              case _: NotNative => false
+            }
+          if (supported) exchange.setTagValue(NativeConsumerTag, true)
+        case _ =>
+      }
+    case _ =>
+  }
+
+  private def checkHashJoin(join: BroadcastHashJoinExec): Unit = {
+    JoinSerde.check(
+      join.leftKeys,
+      join.rightKeys,
+      join.joinType,
+      join.condition,
+      join.left,
+      join.right
+    )
+    if (join.isNullAwareAntiJoin && join.leftKeys.size != 1) {
+      NotNative("null-aware anti join with several keys")
+    }
+    TypeSerde.schema(join.output)
+  }
+
+  private def isNativeBroadcast(plan: SparkPlan): Boolean = plan match {
+    case _: BallistaBroadcastExchangeExec => true
+    case s: QueryStageExec => isNativeBroadcast(s.plan)
+    case r: ReusedExchangeExec => isNativeBroadcast(r.child)
+    case _ => false
+  }
+
   /** Row-based operators in the middle of a plan stay in Spark unless their input is native. */
   private def requireNativeChild(child: SparkPlan): Unit = child match {
-    case _: BallistaExec =>
+    case p if NativePlanRDD.producesArrow(p) =>
+    // Small constant tables (also what adaptive execution leaves of empty inputs).
+    case _: LocalTableScanExec =>
     case other => NotNative(s"its input ${other.nodeName} is not native")
   }
 

@@ -36,6 +36,9 @@ abstract class BallistaExec extends SparkPlan {
   /** This operator's plan node, given its children's; `partition` selects a scan's files. */
   def planNode(children: Seq[PlanNode], partition: Int): PlanNode
 
+  /** Waits for the scalar subqueries of this operator, whose values its plan node carries. */
+  def awaitSubqueries(): Unit = waitForSubqueries()
+
   /** A short description of the operator's arguments for EXPLAIN. */
   protected def describe: String
 

@@ -4,8 +4,11 @@ import scala.collection.JavaConverters._
 
 import io.ballista.spark.proto.{
   AggregateMode => PAggregateMode,
+  Expand => PExpand,
+  ExpandProjection,
   Filter => PFilter,
   HashAggregate => PHashAggregate,
+  Limit => PLimit,
   NamedExpr,
   ParquetScan,
   PlanNode,
@@ -23,13 +26,13 @@ import org.apache.spark.sql.catalyst.expressions.{
   NullsFirst,
   SortOrder
 }
+import org.apache.spark.sql.catalyst.plans.physical.Partitioning
 import org.apache.spark.sql.catalyst.util.truncatedString
 import org.apache.spark.sql.execution.{
   FileSourceScanExec,
   FilterExec,
   LeafExecNode,
   ProjectExec,
-  SortExec,
   SparkPlan,
   UnaryExecNode
 }
@@ -204,11 +207,15 @@ case class BallistaHashAggregateExec(
   }
 }
 
-/** Spark's `SortExec`: sorts each task's partition (a global sort's range exchange stays Spark's). */
+/**
+ * Spark's `SortExec`: sorts each task's partition (a global sort's range exchange comes
+ * before). With `fetch`, keeps the first rows only (top-k).
+ */
 case class BallistaSortExec(
     sortOrder: Seq[SortOrder],
     child: SparkPlan,
-    original: SortExec,
+    original: SparkPlan,
+    fetch: Option[Int] = None,
     parentFallback: Option[String] = None
 ) extends BallistaExec
     with UnaryExecNode {
@@ -218,22 +225,101 @@ case class BallistaSortExec(
   override protected def copyWithParentFallback(reason: String): BallistaExec =
     copy(parentFallback = Some(reason))
 
-  override protected def describe: String = truncatedString(sortOrder, "[", ", ", "]", 25)
+  override protected def describe: String =
+    truncatedString(sortOrder, "[", ", ", "]", 25) + fetch.map(f => s" fetch=$f").getOrElse("")
+
+  // Sorting keeps the input's columns and partitions, whatever `original` was.
+  override def output: Seq[Attribute] = child.output
+  override def outputPartitioning: Partitioning = child.outputPartitioning
+
+  override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
+    copy(child = newChild)
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode =
+    BallistaSortExec.sortNode(children.head, sortOrder, child.output, fetch)
+}
+
+object BallistaSortExec {
+  def orderProto(order: SortOrder, input: Seq[Attribute]): PSortOrder =
+    PSortOrder
+      .newBuilder()
+      .setExpr(ExprSerde.toProto(order.child, input))
+      .setAscending(order.direction == Ascending)
+      .setNullsFirst(order.nullOrdering == NullsFirst)
+      .build()
+
+  def sortNode(
+      input: PlanNode,
+      order: Seq[SortOrder],
+      inputAttrs: Seq[Attribute],
+      fetch: Option[Int]
+  ): PlanNode = {
+    val sort = PSort.newBuilder().setInput(input)
+    order.foreach(o => sort.addOrder(orderProto(o, inputAttrs)))
+    fetch.foreach(f => sort.setFetch(f.toLong))
+    PlanNode.newBuilder().setSort(sort).build()
+  }
+}
+
+/** Spark's `LocalLimitExec` and `GlobalLimitExec`, within each task. */
+case class BallistaLimitExec(
+    limit: Int,
+    offset: Int,
+    child: SparkPlan,
+    original: SparkPlan,
+    parentFallback: Option[String] = None
+) extends BallistaExec
+    with UnaryExecNode {
+
+  override def nodeName: String = "BallistaLimit"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = s"limit=$limit offset=$offset"
+
+  override def output: Seq[Attribute] = child.output
+
+  override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
+    copy(child = newChild)
+
+  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode =
+    BallistaLimitExec.limitNode(children.head, limit, offset)
+}
+
+object BallistaLimitExec {
+  def limitNode(input: PlanNode, limit: Int, offset: Int): PlanNode = {
+    val l = PLimit.newBuilder().setInput(input).setLimit(limit.toLong).setOffset(offset.toLong)
+    PlanNode.newBuilder().setLimit(l).build()
+  }
+}
+
+/** Spark's `ExpandExec`: one output row per projection for every input row. */
+case class BallistaExpandExec(
+    projections: Seq[Seq[Expression]],
+    child: SparkPlan,
+    original: SparkPlan,
+    parentFallback: Option[String] = None
+) extends BallistaExec
+    with UnaryExecNode {
+
+  override def nodeName: String = "BallistaExpand"
+
+  override protected def copyWithParentFallback(reason: String): BallistaExec =
+    copy(parentFallback = Some(reason))
+
+  override protected def describe: String = s"${projections.size} projections"
 
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
   override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
-    val sort = PSort.newBuilder().setInput(children.head)
-    sortOrder.foreach { order =>
-      sort.addOrder(
-        PSortOrder
-          .newBuilder()
-          .setExpr(ExprSerde.toProto(order.child, child.output))
-          .setAscending(order.direction == Ascending)
-          .setNullsFirst(order.nullOrdering == NullsFirst)
-      )
+    val expand = PExpand.newBuilder().setInput(children.head).setSchema(TypeSerde.schema(output))
+    projections.foreach { projection =>
+      val p = ExpandProjection.newBuilder()
+      projection.foreach(e => p.addExprs(ExprSerde.toProto(e, child.output)))
+      expand.addProjections(p)
     }
-    PlanNode.newBuilder().setSort(sort).build()
+    PlanNode.newBuilder().setExpand(expand).build()
   }
 }

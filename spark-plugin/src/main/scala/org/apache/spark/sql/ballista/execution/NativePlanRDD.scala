@@ -4,35 +4,58 @@ import scala.collection.mutable.ArrayBuffer
 
 import io.ballista.spark.BallistaConf
 import io.ballista.spark.jni.{Allocators, BatchSource, NativePlan}
-import io.ballista.spark.proto.{JvmInput, Plan, PlanNode}
+import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanNode, Schema => PSchema}
 import org.apache.spark.{OneToOneDependency, Partition, SparkContext, TaskContext}
+import org.apache.spark.broadcast.Broadcast
 import org.apache.spark.internal.Logging
 import org.apache.spark.rdd.RDD
 import org.apache.spark.sql.ballista.serde.TypeSerde
 import org.apache.spark.sql.catalyst.InternalRow
+import org.apache.spark.sql.catalyst.plans.physical.BroadcastPartitioning
 import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
-import org.apache.spark.sql.types.StructType
+import org.apache.spark.sql.execution.adaptive.{AQEShuffleReadExec, QueryStageExec}
+import org.apache.spark.sql.execution.exchange.ReusedExchangeExec
+import org.apache.spark.sql.types.{BinaryType, StructType}
 import org.apache.spark.sql.vectorized.{ArrowColumnVector, ColumnVector, ColumnarBatch}
 
-/** One task of a native plan: its serialized plan and, if any, its input's partition. */
+/** Where a native plan's `JvmInput` batches come from. */
+sealed private[ballista] trait NativeInput
+
+/** Partitioned inputs: task `i` of the native plan reads partition `i` of each. */
+sealed private[ballista] trait PartitionedInput extends NativeInput {
+  def rdd: RDD[_]
+}
+
+/** Rows of a Spark operator, converted to Arrow. */
+private[ballista] case class RowInput(rdd: RDD[InternalRow], schema: StructType)
+    extends PartitionedInput
+
+/** Arrow batches of another native plan, handed on without copying. */
+private[ballista] case class BatchInput(rdd: RDD[ColumnarBatch]) extends PartitionedInput
+
+/** Encoded Arrow IPC blocks (a shuffle's output) for a native `IpcReader`. */
+private[ballista] case class BlockInput(rdd: RDD[Array[Byte]]) extends PartitionedInput
+
+/** Encoded Arrow IPC blocks that every task reads whole (a broadcast). */
+private[ballista] case class BroadcastInput(blocks: Broadcast[ArrowBlocks]) extends NativeInput
+
+/** One task of a native plan: its serialized plan and its partitioned inputs' partitions. */
 private[ballista] class NativePartition(
     override val index: Int,
     val planBytes: Array[Byte],
-    val inputPartition: Option[Partition]
+    val inputPartitions: Array[Partition]
 ) extends Partition
 
 /**
- * Runs a native plan per task. A plan reads either Parquet files (one task per file split
- * Spark planned) or the rows of one Spark operator (one task per input partition, which
- * arrive as Arrow batches converted from rows).
+ * Runs a native plan per task. Partitions come from Spark's file splits of the plan's one
+ * Parquet scan, or from its partitioned inputs (zipped, as Spark's planner lines them up).
  */
 private[ballista] class NativePlanRDD(
     sc: SparkContext,
     @transient private val nativePartitions: Array[NativePartition],
-    rowInput: Option[RDD[InternalRow]],
-    inputSchema: StructType,
+    inputs: Seq[NativeInput],
     batchSize: Int
-) extends RDD[ColumnarBatch](sc, rowInput.map(r => new OneToOneDependency(r)).toSeq)
+) extends RDD[ColumnarBatch](sc, NativePlanRDD.dependencies(inputs))
     with Logging {
 
   override protected def getPartitions: Array[Partition] = nativePartitions.toArray
@@ -53,10 +76,22 @@ private[ballista] class NativePlanRDD(
         }
       }
     }
-    val sources: Array[BatchSource] = partition.inputPartition.toArray.map { inputSplit =>
-      val rows = firstParent[InternalRow].iterator(inputSplit, context)
-      new RowBatchSource(rows, inputSchema, batchSize, allocator)
-    }
+    var partitioned = 0
+    val sources: Array[BatchSource] = inputs.map { input =>
+      def iterator[T]: Iterator[T] = {
+        val i = partitioned
+        partitioned += 1
+        dependencies(i).rdd.asInstanceOf[RDD[T]].iterator(partition.inputPartitions(i), context)
+      }
+      input match {
+        case RowInput(_, schema) =>
+          new RowBatchSource(iterator[InternalRow], schema, batchSize, allocator)
+        case BatchInput(_) => new ColumnarBatchSource(iterator[ColumnarBatch], allocator)
+        case BlockInput(_) => new BlockBatchSource(iterator[Array[Byte]], allocator)
+        case BroadcastInput(blocks) =>
+          new BlockBatchSource(blocks.value.blocks.iterator, allocator): BatchSource
+      }
+    }.toArray
     plan = NativePlan.execute(partition.planBytes, sources, allocator)
     new NativeBatchIterator(plan, context)
   }
@@ -89,70 +124,154 @@ private[ballista] object NativePlanRDD {
 
   /** The RDD computing the native subtree rooted at `root`. */
   def create(root: BallistaExec): RDD[ColumnarBatch] = {
-    val inputs = ArrayBuffer[SparkPlan]()
-    val scans = ArrayBuffer[BallistaParquetScanExec]()
-    collectLeaves(root, inputs, scans)
+    awaitSubqueries(root)
+    val leaves = ArrayBuffer[SparkPlan]()
+    collectLeaves(root, leaves)
+    val scans = leaves.collect { case s: BallistaParquetScanExec => s }
+    val others = leaves.filterNot(_.isInstanceOf[BallistaParquetScanExec])
+    val partitionedOthers = others.count(!isBroadcast(_))
+    // A single scan with no other partitioned input drives the tasks (one per file split);
+    // otherwise every scan runs as a plan of its own whose batches are inputs like any other.
+    val drivingScan = if (scans.size == 1 && partitionedOthers == 0) scans.headOption else None
+    val inputLeaves = leaves.filterNot(l => drivingScan.exists(_ eq l))
+    val inputs = inputLeaves.map(inputOf)
     val conf = root.conf
     val batchSize = BallistaConf.BatchSize.get(conf)
 
     def planBytes(partition: Int): Array[Byte] =
       Plan
         .newBuilder()
-        .setRoot(build(root, inputs, partition))
+        .setRoot(build(root, inputLeaves, partition))
         .setOutputSchema(TypeSerde.schema(root.output))
         .setSessionTimezone(conf.sessionLocalTimeZone)
         .setBatchSize(batchSize)
         .build()
         .toByteArray
 
-    (scans.size, inputs.size) match {
-      case (1, 0) =>
-        val partitions = scans.head.filePartitions.indices
-          .map(i => new NativePartition(i, planBytes(i), None))
+    val partitioned = inputs.collect { case p: PartitionedInput => p.rdd }
+    val partitions = drivingScan match {
+      case Some(scan) =>
+        scan.filePartitions.indices
+          .map(i => new NativePartition(i, planBytes(i), Array.empty))
           .toArray
-        new NativePlanRDD(root.session.sparkContext, partitions, None, new StructType(), batchSize)
-      case (0, 1) =>
-        val child = inputs.head
-        // Rows are what the native side imports (as Arrow); a columnar-only Spark operator
-        // is read through Spark's own columnar-to-row transition.
-        val rows =
-          if (child.supportsColumnar && !child.supportsRowBased) ColumnarToRowExec(child).execute()
-          else child.execute()
+      case None if partitioned.isEmpty =>
+        throw new IllegalStateException(s"native plan without partitioned input: $root")
+      case None =>
+        val counts = partitioned.map(_.getNumPartitions).distinct
+        if (counts.size != 1) {
+          throw new IllegalStateException(
+            s"native plan inputs have different numbers of partitions ${counts.mkString(",")}"
+          )
+        }
         val bytes = planBytes(0)
-        val partitions = rows.partitions.map(p => new NativePartition(p.index, bytes, Some(p)))
-        new NativePlanRDD(
-          root.session.sparkContext,
-          partitions,
-          Some(rows),
-          child.schema,
-          batchSize
-        )
-      case (s, i) =>
-        throw new IllegalStateException(
-          s"native plans with $s scans and $i inputs are not supported: ${root.treeString}"
-        )
+        (0 until counts.head).map { i =>
+          new NativePartition(i, bytes, partitioned.map(_.partitions(i)).toArray)
+        }.toArray
     }
+    new NativePlanRDD(root.session.sparkContext, partitions, inputs.toSeq, batchSize)
   }
 
-  private def collectLeaves(
-      plan: SparkPlan,
-      inputs: ArrayBuffer[SparkPlan],
-      scans: ArrayBuffer[BallistaParquetScanExec]
-  ): Unit = plan match {
-    case scan: BallistaParquetScanExec => scans += scan
-    case native: BallistaExec => native.children.foreach(collectLeaves(_, inputs, scans))
-    case other => inputs += other
+  def dependencies(inputs: Seq[NativeInput]): Seq[OneToOneDependency[_]] =
+    inputs.collect { case p: PartitionedInput => new OneToOneDependency(p.rdd) }
+
+  /** A native plan over `inputs` only (no scan), built from plan nodes directly. */
+  def overInputs(
+      sc: SparkContext,
+      rootNode: Seq[PlanNode] => PlanNode,
+      inputs: Seq[NativeInput],
+      inputSchemas: Seq[PSchema],
+      outputSchema: PSchema,
+      conf: org.apache.spark.sql.internal.SQLConf
+  ): RDD[ColumnarBatch] = {
+    val batchSize = BallistaConf.BatchSize.get(conf)
+    val leaves = inputs.zip(inputSchemas).zipWithIndex.map { case ((input, schema), i) =>
+      leafNode(i, schema, encoded = isEncoded(input))
+    }
+    val bytes = Plan
+      .newBuilder()
+      .setRoot(rootNode(leaves))
+      .setOutputSchema(outputSchema)
+      .setSessionTimezone(conf.sessionLocalTimeZone)
+      .setBatchSize(batchSize)
+      .build()
+      .toByteArray
+    val partitioned = inputs.collect { case p: PartitionedInput => p.rdd }
+    val count = partitioned.headOption.map(_.getNumPartitions).getOrElse(1)
+    val partitions = (0 until count).map { i =>
+      new NativePartition(i, bytes, partitioned.map(_.partitions(i)).toArray)
+    }.toArray
+    new NativePlanRDD(sc, partitions, inputs, batchSize)
+  }
+
+  /** Subqueries of the native operators, whose values their plan nodes carry. */
+  private def awaitSubqueries(plan: SparkPlan): Unit = plan match {
+    case native: BallistaExec =>
+      native.awaitSubqueries()
+      native.children.foreach(awaitSubqueries)
+    case _ =>
+  }
+
+  private def collectLeaves(plan: SparkPlan, leaves: ArrayBuffer[SparkPlan]): Unit =
+    plan match {
+      case scan: BallistaParquetScanExec => leaves += scan
+      case native: BallistaExec => native.children.foreach(collectLeaves(_, leaves))
+      case other => leaves += other
+    }
+
+  private def isBroadcast(plan: SparkPlan): Boolean =
+    plan.outputPartitioning.isInstanceOf[BroadcastPartitioning]
+
+  /** Whether `plan` produces batches of Arrow vectors (native output). */
+  def producesArrow(plan: SparkPlan): Boolean = plan match {
+    case _: BallistaExec | _: BallistaShuffleExchangeExec | _: ArrowProducer => true
+    case s: QueryStageExec => producesArrow(s.plan)
+    case r: AQEShuffleReadExec => producesArrow(r.child)
+    case r: ReusedExchangeExec => producesArrow(r.child)
+    case _ => false
+  }
+
+  private def inputOf(leaf: SparkPlan): NativeInput =
+    if (isBroadcast(leaf)) {
+      BroadcastInput(leaf.executeBroadcast[ArrowBlocks]())
+    } else if (producesArrow(leaf)) {
+      BatchInput(leaf.executeColumnar())
+    } else {
+      // A columnar-only Spark operator is read through Spark's own columnar-to-row transition.
+      val rows =
+        if (leaf.supportsColumnar && !leaf.supportsRowBased) ColumnarToRowExec(leaf).execute()
+        else leaf.execute()
+      RowInput(rows, leaf.schema)
+    }
+
+  private def isEncoded(input: NativeInput): Boolean = input match {
+    case _: BroadcastInput | _: BlockInput => true
+    case _ => false
+  }
+
+  /** The plan node reading input `index`; `encoded` IPC blocks are decoded natively. */
+  private def leafNode(index: Int, schema: PSchema, encoded: Boolean): PlanNode = {
+    def jvmInput(s: PSchema) =
+      PlanNode.newBuilder().setJvmInput(JvmInput.newBuilder().setIndex(index).setSchema(s)).build()
+    if (encoded) {
+      val blocks = TypeSerde.schema(
+        new StructType().add(BlockBatchSource.DataColumn, BinaryType, nullable = false)
+      )
+      val reader = IpcReader.newBuilder().setInput(jvmInput(blocks)).setSchema(schema)
+      PlanNode.newBuilder().setIpcReader(reader).build()
+    } else {
+      jvmInput(schema)
+    }
   }
 
   private def build(plan: SparkPlan, inputs: Seq[SparkPlan], partition: Int): PlanNode =
     plan match {
-      case native: BallistaExec =>
+      case native: BallistaExec if !inputs.exists(_ eq native) =>
         native.planNode(native.children.map(build(_, inputs, partition)), partition)
       case other =>
-        val input = JvmInput
-          .newBuilder()
-          .setIndex(inputs.indexWhere(_ eq other))
-          .setSchema(TypeSerde.schema(other.schema))
-        PlanNode.newBuilder().setJvmInput(input).build()
+        leafNode(
+          inputs.indexWhere(_ eq other),
+          TypeSerde.schema(other.output),
+          encoded = isBroadcast(other)
+        )
     }
 }

@@ -26,8 +26,10 @@ object AggregateSerde {
       input: Option[Seq[Attribute]],
       conf: SQLConf
   ): PAggregateFunction = {
-    if (expr.isDistinct) NotNative("DISTINCT aggregates are not supported natively yet")
-    if (expr.filter.isDefined) NotNative("aggregate FILTER clauses are not supported natively yet")
+    // Spark plans a DISTINCT aggregate (one distinct argument) as aggregations grouped by the
+    // argument first; the partial and final phases that follow, still marked distinct, see each
+    // value once and compute as usual. Several distinct arguments go through Expand.
+    if (expr.filter.isDefined && input.isEmpty) NotNative("FILTER in a final aggregation")
     val (kind, arg, mode) = function(expr.aggregateFunction, conf)
     val b = PAggregateFunction
       .newBuilder()
@@ -36,7 +38,10 @@ object AggregateSerde {
       .setResultType(TypeSerde.dataType(expr.aggregateFunction.dataType))
       .setEvalMode(mode)
       .setName(TypeSerde.columnName(expr.resultAttribute))
-    input.foreach(attrs => b.addArgs(ExprSerde.toProto(arg, attrs)))
+    input.foreach { attrs =>
+      b.addArgs(ExprSerde.toProto(arg, attrs))
+      expr.filter.foreach(f => b.setFilter(ExprSerde.toProto(f, attrs)))
+    }
     b.build()
   }
 

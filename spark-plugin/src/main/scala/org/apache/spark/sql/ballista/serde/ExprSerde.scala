@@ -33,6 +33,15 @@ import org.apache.spark.unsafe.types.UTF8String
  */
 object ExprSerde {
 
+  /**
+   * Set while operators are only checked for support at planning time, when Spark has not run
+   * scalar subqueries yet: their values are then stood in for by nulls of their type.
+   */
+  private val onlyChecking = new scala.util.DynamicVariable[Boolean](false)
+
+  /** Runs `body`, which translates expressions only to see whether they are supported. */
+  def checking[T](body: => T): T = onlyChecking.withValue(true)(body)
+
   /** `expr` bound to `input` (by expression id) and translated. */
   def toProto(expr: Expression, input: Seq[Attribute]): Expr =
     translate(BindReferences.bindReference(expr, AttributeSeq(input)))
@@ -56,6 +65,13 @@ object ExprSerde {
     case l: Literal => Expr.newBuilder().setLiteral(literal(l)).build()
 
     case a: Alias => translate(a.child)
+
+    // Spark runs scalar subqueries before the plan that uses them, whose tasks then get the
+    // value as a constant.
+    case s: org.apache.spark.sql.execution.ScalarSubquery =>
+      TypeSerde.dataType(s.dataType)
+      val value = if (onlyChecking.value) null else s.eval(null)
+      Expr.newBuilder().setLiteral(literal(Literal.create(value, s.dataType))).build()
 
     case a: Add => arithmetic(BinaryOp.BINARY_OP_ADD, a.left, a.right, a.dataType, a.evalMode)
     case s: Subtract =>
@@ -117,6 +133,24 @@ object ExprSerde {
 
     case s: Substring if s.str.dataType == StringType =>
       function("substring", Seq(s.str, s.pos, s.len), StringType)
+    case u: Upper => function("upper", Seq(u.child), StringType)
+    case l: Lower => function("lower", Seq(l.child), StringType)
+    // Spark's one-argument trims remove spaces only, as these do.
+    case t: StringTrim if t.trimStr.isEmpty => function("btrim", Seq(t.srcStr), StringType)
+    case t: StringTrimLeft if t.trimStr.isEmpty => function("ltrim", Seq(t.srcStr), StringType)
+    case t: StringTrimRight if t.trimStr.isEmpty => function("rtrim", Seq(t.srcStr), StringType)
+    case l: Length if l.child.dataType == StringType =>
+      function("length", Seq(l.child), IntegerType)
+    case c: Concat if c.children.nonEmpty && c.children.forall(_.dataType == StringType) =>
+      function("concat", c.children, StringType)
+    // Java's and Rust's regular expressions agree on the plain syntax admitted here.
+    case r: RLike =>
+      r.right match {
+        case Literal(p: UTF8String, StringType)
+            if p.toString.forall(plainRegexChar) && !p.toString.contains("(?") =>
+          function("regexp_like", Seq(r.left, r.right), BooleanType)
+        case _ => NotNative("rlike with a non-literal pattern or escapes, classes or flags")
+      }
 
     // Spark normalizes floating-point grouping and join keys: all NaNs alike, -0.0 as 0.0.
     case n: NormalizeNaNAndZero => unary(UnaryOp.UNARY_OP_NORMALIZE_NAN_AND_ZERO, n.child)
@@ -177,6 +211,9 @@ object ExprSerde {
     }
     valid
   }
+
+  private def plainRegexChar(c: Char): Boolean =
+    (c < 128 && c.isLetterOrDigit) || " .*+?^$|()-_,:;'\"/#@=!&<>~".contains(c)
 
   private def literalString(e: Expression, function: String): String = e match {
     case Literal(s: UTF8String, StringType) =>

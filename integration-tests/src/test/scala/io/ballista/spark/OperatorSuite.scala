@@ -1,0 +1,180 @@
+package io.ballista.spark
+
+import org.apache.spark.sql.SparkSession
+import org.scalatest.BeforeAndAfterAll
+import org.scalatest.funsuite.AnyFunSuite
+
+/**
+ * Joins, exchanges, limits, unions and expands run natively and by Spark on the same Parquet
+ * data (with null keys, duplicate keys and keys without a match): Spark's answer is the
+ * expectation.
+ */
+class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
+
+  private lazy val spark: SparkSession = SparkFixture.session
+
+  override def beforeAll(): Unit = {
+    val dir = SparkFixture.tempDir("ballista-ops")
+    spark.conf.set("spark.ballista.enabled", "false")
+    spark
+      .sql("""
+        SELECT * FROM VALUES
+          (1, 'a', 10), (2, 'b', 20), (2, 'b2', 21), (3, 'c', 30), (NULL, 'n', 40),
+          (5, 'e', NULL), (6, NULL, 60)
+        AS t(k, s, v)""")
+      .repartition(3)
+      .write
+      .parquet(dir.resolve("l.parquet").toString)
+    spark
+      .sql("""
+        SELECT * FROM VALUES
+          (2, 'x', 200), (2, 'y', 201), (3, 'z', 300), (4, 'w', 400), (NULL, 'm', 500),
+          (6, 'u', 600)
+        AS t(k, s, v)""")
+      .repartition(2)
+      .write
+      .parquet(dir.resolve("r.parquet").toString)
+    spark
+      .sql("SELECT * FROM VALUES (1), (4) AS t(k)")
+      .write
+      .parquet(dir.resolve("nonull.parquet").toString)
+    spark
+      .sql("SELECT * FROM VALUES (1), (NULL) AS t(k)")
+      .write
+      .parquet(dir.resolve("withnull.parquet").toString)
+    spark
+      .range(0, 5000)
+      .selectExpr(
+        "id",
+        "id % 97 AS g",
+        "CAST(id * 7 % 1000 AS DECIMAL(12,2)) AS d",
+        "id % 3 AS g3",
+        "id % 2 AS g2"
+      )
+      .repartition(4)
+      .write
+      .parquet(dir.resolve("big.parquet").toString)
+    Seq("l", "r", "nonull", "withnull", "big").foreach { t =>
+      spark.read.parquet(dir.resolve(s"$t.parquet").toString).createOrReplaceTempView(t)
+    }
+  }
+
+  override def afterAll(): Unit = {
+    spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.unset("spark.sql.join.preferSortMergeJoin")
+    spark.conf.unset("spark.sql.adaptive.enabled")
+  }
+
+  private def check(sql: String, ordered: Boolean, nativeOperators: String*): Unit = {
+    val df = SparkFixture.assertSameAsSpark(spark, sql, ordered)
+    val native = SparkFixture.nativeOperatorNames(df)
+    nativeOperators.foreach { op =>
+      assert(
+        native.contains(op),
+        s"$op did not run natively for: $sql\n${df.queryExecution.executedPlan}"
+      )
+    }
+  }
+
+  private val joinTypes =
+    Seq("INNER", "LEFT OUTER", "RIGHT OUTER", "FULL OUTER", "LEFT SEMI", "LEFT ANTI")
+
+  private def joinQuery(joinType: String, condition: Boolean, hint: String): String = {
+    val extra = if (condition) " AND l.v + 150 < r.v" else ""
+    val columns = if (joinType.startsWith("LEFT S") || joinType.startsWith("LEFT A")) {
+      "l.k, l.s, l.v"
+    } else {
+      "l.k, l.s, l.v, r.k, r.s, r.v"
+    }
+    s"SELECT /*+ $hint(r) */ $columns FROM l $joinType JOIN r ON l.k = r.k$extra"
+  }
+
+  for {
+    hint <- Seq("BROADCAST", "MERGE", "SHUFFLE_HASH")
+    joinType <- joinTypes
+    condition <- Seq(false, true)
+  } {
+    val label = if (condition) "with a condition" else "on keys only"
+    test(s"$joinType join ($hint) $label") {
+      val df = SparkFixture.assertSameAsSpark(spark, joinQuery(joinType, condition, hint), false)
+      // Spark follows the hint where it can (it cannot broadcast the outer side, for example).
+      val sortMerge = hint == "MERGE" || (hint == "BROADCAST" && joinType == "FULL OUTER")
+      val expected = if (sortMerge) "BallistaSortMergeJoin" else "BallistaHashJoin"
+      val native = SparkFixture.nativeOperatorNames(df)
+      assert(native.contains(expected), s"$expected missing: ${df.queryExecution.executedPlan}")
+    }
+  }
+
+  test("NOT IN subquery (null-aware anti join) with and without nulls in the subquery") {
+    check("SELECT * FROM l WHERE k NOT IN (SELECT k FROM nonull)", ordered = false)
+    check("SELECT * FROM l WHERE k NOT IN (SELECT k FROM withnull)", ordered = false)
+    check("SELECT * FROM l WHERE k NOT IN (SELECT k FROM nonull WHERE k > 100)", ordered = false)
+  }
+
+  test("hash shuffles line up with Spark's partitioning (many partitions, several key types)") {
+    check(
+      "SELECT g, d, count(*), sum(id) FROM big GROUP BY g, d",
+      ordered = false,
+      "BallistaShuffleExchange"
+    )
+    check(
+      "SELECT /*+ MERGE(b2) */ b1.id, b2.g FROM big b1 JOIN big b2 ON b1.id = b2.id * 3",
+      ordered = false,
+      "BallistaSortMergeJoin"
+    )
+  }
+
+  test("global sort (range exchange), ascending and descending, with nulls") {
+    check("SELECT * FROM big ORDER BY d DESC, id", ordered = true, "BallistaShuffleExchange")
+    check("SELECT * FROM l ORDER BY v NULLS FIRST, k DESC NULLS LAST", ordered = true)
+  }
+
+  test("ORDER BY ... LIMIT (top-k) with offset, and LIMIT") {
+    check("SELECT id, d FROM big ORDER BY d DESC, id LIMIT 7", ordered = true)
+    check(
+      "SELECT id, d FROM big ORDER BY d, id LIMIT 5 OFFSET 3",
+      ordered = true,
+      "BallistaTakeOrderedAndProject"
+    )
+    check("SELECT count(*) FROM (SELECT * FROM big LIMIT 17)", ordered = true)
+  }
+
+  test("UNION ALL and several DISTINCT aggregates (Expand)") {
+    check(
+      "SELECT k, v FROM l UNION ALL SELECT k, v FROM r",
+      ordered = false,
+      "BallistaUnion"
+    )
+    check(
+      "SELECT g3, count(DISTINCT g), count(DISTINCT d) FROM big GROUP BY g3",
+      ordered = false,
+      "BallistaExpand"
+    )
+    check(
+      "SELECT g3, count(DISTINCT g), count(DISTINCT d), sum(id) FROM big GROUP BY g3",
+      ordered = false
+    )
+    check("SELECT g2, g3, sum(id), count(*) FROM big GROUP BY ROLLUP(g2, g3)", false)
+    check("SELECT count(*) FILTER (WHERE g > 50), sum(d) FILTER (WHERE id < 100) FROM big", false)
+    check("SELECT count(DISTINCT s) FROM l", ordered = false)
+  }
+
+  test("scalar subqueries enter native plans as constants") {
+    check(
+      "SELECT id FROM big WHERE d > (SELECT avg(d) FROM big) AND g = (SELECT max(k) FROM r)",
+      ordered = false,
+      "BallistaFilter"
+    )
+  }
+
+  test("joins without adaptive execution") {
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try {
+      check(joinQuery("LEFT OUTER", condition = true, "MERGE"), ordered = false)
+      check(joinQuery("INNER", condition = false, "BROADCAST"), ordered = false)
+      check("SELECT g, count(*) FROM big GROUP BY g ORDER BY g", ordered = true)
+    } finally {
+      spark.conf.unset("spark.sql.adaptive.enabled")
+    }
+  }
+}

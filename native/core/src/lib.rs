@@ -16,3 +16,4 @@ pub mod planner;
 pub mod scan;
 pub mod shuffle;
 pub mod types;
+pub mod window;

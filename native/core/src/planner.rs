@@ -146,6 +146,10 @@ impl PhysicalPlanner {
                     all_nullable(&arrow_schema(required(&expand.schema, "expand schema")?)?);
                 Ok(Arc::new(ExpandExec::try_new(input, projections, schema)?))
             }
+            Kind::Window(window) => {
+                let input = self.create_plan(required(&window.input, "window input")?)?;
+                crate::window::window_plan(window, input)
+            }
             Kind::ShuffleWriter(writer) => {
                 let input = self.create_plan(required(&writer.input, "shuffle writer input")?)?;
                 let partitioner = ShufflePartitioner::try_new(

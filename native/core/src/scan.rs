@@ -47,6 +47,11 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
     options.global.schema_force_view_types = false;
     options.global.pruning = true;
     options.global.enable_page_index = true;
+    // Spark writes TimestampType as INT96 by default: microseconds since the epoch in UTC
+    // (read at nanosecond resolution, dates outside 1677..2262 would overflow). INT64
+    // TIMESTAMP_MICROS/MILLIS columns are cast to the table's microsecond type as usual.
+    options.global.coerce_int96 = Some("us".into());
+    options.global.coerce_int96_tz = Some("UTC".into());
     let mut source = ParquetSource::new(table_schema).with_table_parquet_options(options);
     if !scan.pruning_predicates.is_empty() {
         let predicates = scan

@@ -1,10 +1,9 @@
-//! Spark's conditional, string-matching, date-part and library functions, built from
+//! Spark's conditional, string-matching and library functions, built from
 //! DataFusion's expressions where their semantics equal Spark's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Schema};
 use ballista_spark_proto as pb;
 use datafusion::common::config::ConfigOptions;
@@ -14,7 +13,6 @@ use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::physical_expr::expressions::{CaseExpr, CastExpr, InListExpr, LikeExpr, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 
-use super::kernel_expr::{ArrayKernel, KernelExpr};
 use super::{create_physical_expr, required};
 use crate::types::arrow_type;
 
@@ -72,18 +70,6 @@ pub fn like(l: &pb::Like, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
         }
     }
     Ok(Arc::new(LikeExpr::new(false, false, value, pattern)))
-}
-
-/// `year(date)`, `month(date)`, `dayofmonth(date)` as INT32.
-pub fn date_part(d: &pb::DatePart, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
-    let child = create_physical_expr(required(&d.child, "date part input")?, schema)?;
-    let part = match pb::DatePartKind::try_from(d.part) {
-        Ok(pb::DatePartKind::Year) => DatePartOf::Year,
-        Ok(pb::DatePartKind::Month) => DatePartOf::Month,
-        Ok(pb::DatePartKind::Day) => DatePartOf::Day,
-        _ => return plan_err!("unknown date part {}", d.part),
-    };
-    KernelExpr::try_new(child, part, schema)
 }
 
 /// A function of `datafusion-spark`, its arguments cast as its signature asks (only
@@ -158,100 +144,4 @@ fn spark_functions() -> &'static HashMap<String, Arc<ScalarUDF>> {
             .map(|f| (f.name().to_string(), f))
             .collect()
     })
-}
-
-/// A field of a date, computed on the proleptic Gregorian calendar, as Spark 3 does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum DatePartOf {
-    Year,
-    Month,
-    Day,
-}
-
-impl std::fmt::Display for DatePartOf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
-impl ArrayKernel for DatePartOf {
-    fn return_type(&self, input: &DataType) -> Result<DataType> {
-        match input {
-            DataType::Date32 => Ok(DataType::Int32),
-            t => plan_err!("date part of {t}"),
-        }
-    }
-
-    fn apply(&self, array: &ArrayRef) -> Result<ArrayRef> {
-        use arrow::compute::kernels::temporal::{DatePart, date_part};
-        let part = match self {
-            DatePartOf::Year => DatePart::Year,
-            DatePartOf::Month => DatePart::Month,
-            DatePartOf::Day => DatePart::Day,
-        };
-        Ok(date_part(array, part)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{AsArray, Date32Array, RecordBatch};
-    use arrow::compute::kernels::cast_utils::Parser;
-    use arrow::datatypes::{Date32Type, Field, Int32Type};
-
-    #[test]
-    fn date_parts_follow_the_proleptic_calendar() -> Result<()> {
-        let schema = Schema::new(vec![Field::new("d", DataType::Date32, true)]);
-        let days = ["2024-02-29", "1582-10-04", "1969-12-31", "0001-01-01"]
-            .iter()
-            .map(|s| Date32Type::parse(s))
-            .collect::<Vec<_>>();
-        let batch = RecordBatch::try_new(
-            Arc::new(schema.clone()),
-            vec![Arc::new(Date32Array::from(days))],
-        )?;
-        let part = |p| -> Result<Vec<Option<i32>>> {
-            let e = date_part(
-                &pb::DatePart {
-                    child: None,
-                    part: p as i32,
-                },
-                &schema,
-            );
-            assert!(e.is_err(), "a date part needs its input");
-            let e = date_part(
-                &pb::DatePart {
-                    child: Some(Box::new(pb::Expr {
-                        kind: Some(pb::expr::Kind::Column(pb::BoundReference {
-                            index: 0,
-                            data_type: Some(pb::DataType {
-                                id: pb::TypeId::Date as i32,
-                                precision: 0,
-                                scale: 0,
-                            }),
-                            nullable: true,
-                        })),
-                    })),
-                    part: p as i32,
-                },
-                &schema,
-            )?;
-            let out = e.evaluate(&batch)?.into_array(4)?;
-            Ok(out.as_primitive::<Int32Type>().iter().collect())
-        };
-        assert_eq!(
-            part(pb::DatePartKind::Year)?,
-            vec![Some(2024), Some(1582), Some(1969), Some(1)]
-        );
-        assert_eq!(
-            part(pb::DatePartKind::Month)?,
-            vec![Some(2), Some(10), Some(12), Some(1)]
-        );
-        assert_eq!(
-            part(pb::DatePartKind::Day)?,
-            vec![Some(29), Some(4), Some(31), Some(1)]
-        );
-        Ok(())
-    }
 }

@@ -6,6 +6,7 @@
 
 pub mod arithmetic;
 pub mod cast;
+pub mod datetime;
 pub mod decimal_scaling;
 pub mod functions;
 pub mod kernel_expr;
@@ -25,7 +26,7 @@ use datafusion::physical_expr::expressions::{
 use crate::kernels::decimal::DecimalOp;
 use crate::types::{arrow_type, literal_value};
 use arithmetic::{EvalMode, SparkArithmetic};
-use cast::spark_cast;
+use cast::spark_cast_in_zone;
 use decimal_scaling::{make_decimal, unscaled_value};
 use normalize::{normalize_if_float, normalize_nan_and_zero};
 
@@ -57,12 +58,19 @@ pub fn create_physical_expr(
         Kind::Cast(c) => {
             let child = create_physical_expr(required(&c.child, "cast child")?, input_schema)?;
             let to = arrow_type(required(&c.to, "cast type")?)?;
-            spark_cast(child, to, eval_mode(c.eval_mode)?, input_schema)
+            spark_cast_in_zone(
+                child,
+                to,
+                eval_mode(c.eval_mode)?,
+                &c.timezone,
+                input_schema,
+            )
         }
         Kind::CaseWhen(c) => functions::case_when(c, input_schema),
         Kind::InList(i) => functions::in_list(i, input_schema),
         Kind::Like(l) => functions::like(l, input_schema),
-        Kind::DatePart(d) => functions::date_part(d, input_schema),
+        Kind::DatePart(d) => datetime::date_part(d, input_schema),
+        Kind::DateArithmetic(d) => datetime::date_arithmetic(d, input_schema),
         Kind::ScalarFunction(f) => functions::scalar_function(f, input_schema),
         Kind::UnscaledValue(u) => {
             let child =

@@ -1,4 +1,6 @@
 //! Spark-exact compute kernels on unscaled values and Arrow arrays, where Arrow's and
 //! DataFusion's defaults differ from Spark.
 
+pub mod calendar;
 pub mod decimal;
+pub mod string_parse;

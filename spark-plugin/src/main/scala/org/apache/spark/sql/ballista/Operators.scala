@@ -32,8 +32,9 @@ import org.apache.spark.sql.execution.joins.{
   SortMergeJoinExec
 }
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
+import org.apache.spark.sql.execution.window.WindowExec
 import org.apache.spark.sql.internal.SQLConf
-import org.apache.spark.sql.types.{StructType, TimestampNTZType, TimestampType}
+import org.apache.spark.sql.types.StructType
 
 /** Translation of single Spark operators into native ones. */
 object Operators {
@@ -96,6 +97,10 @@ object Operators {
         expand.projections.foreach(_.foreach(e => ExprSerde.toProto(e, expand.child.output)))
         TypeSerde.schema(expand.output)
         BallistaExpandExec(expand.projections, expand.child, expand)
+
+      case w: WindowExec =>
+        requireNativeChild(w.child)
+        BallistaWindowExec.translate(w, conf)
 
       case union: UnionExec =>
         union.children.foreach(requireNativeChild)
@@ -269,13 +274,10 @@ object Operators {
     BallistaParquetScanExec(scan, pruning)
   }
 
-  private def checkScanTypes(schema: StructType): Unit = schema.fields.foreach { f =>
-    f.dataType match {
-      case TimestampType | TimestampNTZType =>
-        NotNative(s"timestamp column ${f.name} is not read natively yet")
-      case t => TypeSerde.dataType(t)
-    }
-  }
+  // Timestamps are read as microseconds (INT96 as Spark writes it by default, or INT64
+  // TIMESTAMP_MICROS/MILLIS), in UTC for TimestampType and without zone for TimestampNTZType.
+  private def checkScanTypes(schema: StructType): Unit =
+    schema.fields.foreach(f => TypeSerde.dataType(f.dataType))
 
   private def hashAggregate(agg: HashAggregateExec, conf: SQLConf): BallistaExec = {
     val modes = agg.aggregateExpressions.map(_.mode).distinct

@@ -5,7 +5,7 @@ import org.apache.spark.rdd.RDD
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{Attribute, SortOrder}
 import org.apache.spark.sql.catalyst.plans.physical.{Distribution, Partitioning}
-import org.apache.spark.sql.execution.SparkPlan
+import org.apache.spark.sql.execution.{LeafExecNode, SparkPlan}
 import org.apache.spark.sql.vectorized.ColumnarBatch
 
 /**
@@ -50,6 +50,13 @@ abstract class BallistaExec extends SparkPlan {
 
   override def supportsColumnar: Boolean = true
 
+  /**
+   * Spark's operator over the canonical children: equal results make equal canonical plans,
+   * so that Spark reuses exchanges and subqueries of native subtrees too.
+   */
+  override protected def doCanonicalize(): SparkPlan =
+    CanonicalNative(original.withNewChildren(children.map(_.canonicalized)).canonicalized)
+
   override def simpleString(maxFields: Int): String = {
     val note = parentFallback.map(r => s" [parent stays in Spark: $r]").getOrElse("")
     s"$nodeName $describe$note"
@@ -61,4 +68,15 @@ abstract class BallistaExec extends SparkPlan {
     throw new IllegalStateException(s"$nodeName produces columnar batches only")
 
   override protected def doExecuteColumnar(): RDD[ColumnarBatch] = NativePlanRDD.create(this)
+}
+
+/**
+ * The canonical form of a native operator: its Spark operator's, still columnar so that
+ * Spark's transitions above it stay valid when they are canonicalized too.
+ */
+case class CanonicalNative(plan: SparkPlan) extends SparkPlan with LeafExecNode {
+  override def output: Seq[Attribute] = plan.output
+  override def supportsColumnar: Boolean = true
+  override protected def doExecute(): RDD[InternalRow] =
+    throw new IllegalStateException("canonical plans do not execute")
 }

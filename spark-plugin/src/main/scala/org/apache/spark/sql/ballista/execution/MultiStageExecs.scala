@@ -21,7 +21,15 @@ import org.apache.spark.sql.vectorized.ColumnarBatch
  * a node of one: they produce Arrow batches, which native parents read without copying.
  */
 trait ArrowProducer extends SparkPlan {
+
+  /** The Spark operator this one replaces. */
+  def original: SparkPlan
+
   override def supportsColumnar: Boolean = true
+
+  /** As for [[BallistaExec]]: Spark's operator over the canonical children. */
+  override protected def doCanonicalize(): SparkPlan =
+    CanonicalNative(original.withNewChildren(children.map(_.canonicalized)).canonicalized)
 
   override protected def doExecute(): RDD[InternalRow] =
     throw new IllegalStateException(s"$nodeName produces columnar batches only")

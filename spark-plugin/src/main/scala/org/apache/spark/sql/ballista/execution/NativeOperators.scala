@@ -58,13 +58,6 @@ case class BallistaParquetScanExec(
       s"pruning=${truncatedString(pruningPredicates, "[", ",", "]", 25)}"
   }
 
-  override def doCanonicalize(): SparkPlan =
-    copy(
-      original = original.canonicalized.asInstanceOf[FileSourceScanExec],
-      pruningPredicates = Nil,
-      parentFallback = None
-    )
-
   /** The file splits Spark planned for this scan, one task each. */
   @transient lazy val filePartitions: Seq[FilePartition] = original.inputRDD match {
     case rdd: FileScanRDD => rdd.filePartitions

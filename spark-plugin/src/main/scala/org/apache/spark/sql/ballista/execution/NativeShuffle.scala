@@ -348,6 +348,8 @@ private[ballista] case class BallistaShuffleWriterExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
+  override protected def doCanonicalize(): SparkPlan = copy(child = child.canonicalized)
+
   override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
     val writer = ShuffleWriter
       .newBuilder()

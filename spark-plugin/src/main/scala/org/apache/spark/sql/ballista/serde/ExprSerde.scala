@@ -7,6 +7,8 @@ import io.ballista.spark.proto.{
   BoundReference => PBound,
   CaseWhen => PCaseWhen,
   Cast => PCast,
+  DateArithmetic => PDateArithmetic,
+  DateArithmeticOp,
   DatePart => PDatePart,
   DatePartKind,
   EvalMode => PEvalMode,
@@ -130,6 +132,18 @@ object ExprSerde {
     case y: Year => datePart(y.child, DatePartKind.DATE_PART_KIND_YEAR)
     case m: Month => datePart(m.child, DatePartKind.DATE_PART_KIND_MONTH)
     case d: DayOfMonth => datePart(d.child, DatePartKind.DATE_PART_KIND_DAY)
+    case q: Quarter => datePart(q.child, DatePartKind.DATE_PART_KIND_QUARTER)
+    case d: DayOfWeek => datePart(d.child, DatePartKind.DATE_PART_KIND_DAY_OF_WEEK)
+    case h: Hour => timePart(h.child, DatePartKind.DATE_PART_KIND_HOUR, h.timeZoneId)
+    case m: Minute => timePart(m.child, DatePartKind.DATE_PART_KIND_MINUTE, m.timeZoneId)
+    case s: Second => timePart(s.child, DatePartKind.DATE_PART_KIND_SECOND, s.timeZoneId)
+    // Spark adds and subtracts day numbers as ints, wrapping around (no ANSI check either).
+    case d: DateAdd if d.startDate.dataType == DateType =>
+      dateArithmetic(DateArithmeticOp.DATE_ARITHMETIC_OP_ADD_DAYS, d.startDate, d.days)
+    case d: DateSub if d.startDate.dataType == DateType =>
+      dateArithmetic(DateArithmeticOp.DATE_ARITHMETIC_OP_SUB_DAYS, d.startDate, d.days)
+    case d: DateDiff =>
+      dateArithmetic(DateArithmeticOp.DATE_ARITHMETIC_OP_DIFF_DAYS, d.endDate, d.startDate)
 
     case s: Substring if s.str.dataType == StringType =>
       function("substring", Seq(s.str, s.pos, s.len), StringType)
@@ -239,6 +253,17 @@ object ExprSerde {
       .build()
   }
 
+  /** A field of a timestamp's local time (in the session time zone for TimestampType). */
+  private def timePart(child: Expression, part: DatePartKind, zone: Option[String]): Expr = {
+    val timezone = child.dataType match {
+      case TimestampType => zoneId(zone)
+      case TimestampNTZType => ""
+      case t => NotNative(s"time part of ${t.simpleString}")
+    }
+    val b = PDatePart.newBuilder().setChild(translate(child)).setPart(part).setTimezone(timezone)
+    Expr.newBuilder().setDatePart(b).build()
+  }
+
   private def function(name: String, args: Seq[Expression], resultType: DataType): Expr = {
     val b = PScalarFunction.newBuilder().setName(name).setReturnType(TypeSerde.dataType(resultType))
     args.foreach(a => b.addArgs(translate(a)))
@@ -312,33 +337,89 @@ object ExprSerde {
   private def unary(op: UnaryOp, child: Expression): Expr =
     Expr.newBuilder().setUnary(UnaryExpr.newBuilder().setOp(op).setChild(translate(child))).build()
 
-  /** The casts whose native evaluation is exactly Spark's (mirrors the native side's list). */
-  def isSupportedCast(from: DataType, to: DataType): Boolean = (from, to) match {
-    case (f, t) if f == t => true
-    case (NullType, _) => true
-    case (ByteType | ShortType | IntegerType | LongType | _: DecimalType, _: DecimalType) => true
-    case (ByteType, ShortType | IntegerType | LongType) => true
-    case (ShortType, IntegerType | LongType) => true
-    case (IntegerType, LongType) => true
-    case (ByteType | ShortType | IntegerType | LongType, FloatType | DoubleType) => true
-    case (FloatType, DoubleType) => true
-    case _ => false
+  /**
+   * The casts whose native evaluation is exactly Spark's in `mode` (mirrors the native side's
+   * `cast::conversion`). Not native: floating point to string and to decimal (Spark goes
+   * through JDK 17's `Double.toString`, whose digits are not always the shortest), string to
+   * floating point and to timestamp, timestamp to string, decimal to string, and casts from
+   * strings or that may overflow in ANSI and TRY modes (error and null cases not reproduced).
+   */
+  def isSupportedCast(from: DataType, to: DataType, mode: EvalMode.Value): Boolean = {
+    val legacy = mode == EvalMode.LEGACY
+    def integral(t: DataType) = isIntegral(t)
+    def width(t: DataType) = t.defaultSize
+    (from, to) match {
+      case (f, t) if f == t => true
+      case (NullType, _) => true
+      case (
+            ByteType | ShortType | IntegerType | LongType | _: DecimalType | BooleanType,
+            _: DecimalType
+          ) =>
+        true
+      case (f, t) if integral(f) && integral(t) => true
+      case (f, FloatType | DoubleType) if integral(f) => true
+      case (FloatType, DoubleType) => true
+      case (DoubleType, FloatType) => legacy
+      case (FloatType | DoubleType, t) if integral(t) => legacy
+      case (_: DecimalType, t) if integral(t) => legacy
+      case (_: DecimalType, FloatType | DoubleType) => true
+      case (BooleanType, t) if integral(t) || t == FloatType || t == DoubleType => true
+      case (f, BooleanType)
+          if integral(f) || f == FloatType || f == DoubleType || f.isInstanceOf[DecimalType] =>
+        true
+      case (f, StringType) if integral(f) || f == BooleanType || f == DateType => true
+      case (StringType, t) if integral(t) => legacy
+      case (StringType, _: DecimalType | BooleanType | DateType) => legacy
+      case (DateType, TimestampType | TimestampNTZType) => true
+      case (TimestampType | TimestampNTZType, DateType) => true
+      case _ => false
+    }
+  }
+
+  /**
+   * A session time zone id as the native side reads it (a region of the tz database, or an
+   * offset such as `+08:00`), resolved as Spark does (`DateTimeUtils.getZoneId`).
+   */
+  private def zoneId(id: Option[String]): String = id match {
+    case None => NotNative("an expression needs a time zone that is not set")
+    case Some(z) =>
+      try {
+        java.time.ZoneId.of(z, java.time.ZoneId.SHORT_IDS) match {
+          case o: java.time.ZoneOffset => if (o.getTotalSeconds == 0) "UTC" else o.getId
+          case r => r.getId
+        }
+      } catch {
+        case _: java.time.DateTimeException => NotNative(s"unknown time zone $z")
+      }
   }
 
   private def cast(c: Cast): Expr = {
-    if (!isSupportedCast(c.child.dataType, c.dataType)) {
+    if (!isSupportedCast(c.child.dataType, c.dataType, c.evalMode)) {
       NotNative(
         s"cast from ${c.child.dataType.simpleString} to ${c.dataType.simpleString} " +
-          "is not supported natively"
+          s"(${c.evalMode}) is not supported natively"
       )
+    }
+    val zone = (c.child.dataType, c.dataType) match {
+      case (TimestampType, _) | (_, TimestampType) => zoneId(c.timeZoneId)
+      case _ => ""
     }
     val b = PCast
       .newBuilder()
       .setChild(translate(c.child))
       .setTo(TypeSerde.dataType(c.dataType))
       .setEvalMode(evalMode(c.evalMode))
-      .setTimezone(c.timeZoneId.getOrElse(""))
+      .setTimezone(zone)
     Expr.newBuilder().setCast(b).build()
+  }
+
+  private def dateArithmetic(op: DateArithmeticOp, left: Expression, right: Expression): Expr = {
+    val b = PDateArithmetic
+      .newBuilder()
+      .setOp(op)
+      .setLeft(translate(left))
+      .setRight(translate(right))
+    Expr.newBuilder().setDateArithmetic(b).build()
   }
 
   /** A literal value of a Spark type (or null). */

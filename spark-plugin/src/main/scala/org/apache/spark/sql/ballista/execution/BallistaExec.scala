@@ -42,9 +42,17 @@ abstract class BallistaExec extends SparkPlan {
   /** A short description of the operator's arguments for EXPLAIN. */
   protected def describe: String
 
+  /**
+   * Spark's operator over this operator's current children. Partitioning and ordering follow
+   * from the children, which adaptive execution rewrites (e.g. coalesced shuffle reads): taken
+   * from `original` as planned, they would contradict the new children.
+   */
+  @transient private lazy val originalOverChildren: SparkPlan =
+    if (original.children.size == children.size) original.withNewChildren(children) else original
+
   override def output: Seq[Attribute] = original.output
-  override def outputPartitioning: Partitioning = original.outputPartitioning
-  override def outputOrdering: Seq[SortOrder] = original.outputOrdering
+  override def outputPartitioning: Partitioning = originalOverChildren.outputPartitioning
+  override def outputOrdering: Seq[SortOrder] = originalOverChildren.outputOrdering
   override def requiredChildDistribution: Seq[Distribution] = original.requiredChildDistribution
   override def requiredChildOrdering: Seq[Seq[SortOrder]] = original.requiredChildOrdering
 

@@ -40,7 +40,8 @@ case class BallistaUnionExec(children: Seq[SparkPlan], original: SparkPlan) exte
 
   override def nodeName: String = "BallistaUnion"
   override def output: Seq[Attribute] = original.output
-  override def outputPartitioning: Partitioning = original.outputPartitioning
+  override def outputPartitioning: Partitioning =
+    original.withNewChildren(children).outputPartitioning
 
   override protected def doExecuteColumnar(): RDD[ColumnarBatch] =
     sparkContext.union(children.map(_.executeColumnar()))

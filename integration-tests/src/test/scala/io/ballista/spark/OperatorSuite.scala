@@ -54,7 +54,17 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
       .repartition(4)
       .write
       .parquet(dir.resolve("big.parquet").toString)
-    Seq("l", "r", "nonull", "withnull", "big").foreach { t =>
+    spark
+      .range(0, 2000)
+      .selectExpr("id", "CAST(id % 10 AS INT) AS p", "id * 2 AS v")
+      .write
+      .partitionBy("p")
+      .parquet(dir.resolve("fact.parquet").toString)
+    spark
+      .sql("SELECT id AS p, concat('p', id) AS name FROM range(10)")
+      .write
+      .parquet(dir.resolve("dim.parquet").toString)
+    Seq("l", "r", "nonull", "withnull", "big", "fact", "dim").foreach { t =>
       spark.read.parquet(dir.resolve(s"$t.parquet").toString).createOrReplaceTempView(t)
     }
   }
@@ -165,6 +175,23 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
       ordered = false,
       "BallistaFilter"
     )
+  }
+
+  test("dynamic partition pruning: the native scan reads only the partitions the join needs") {
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try {
+      val sql = "SELECT f.id, f.p, d.name FROM fact f JOIN dim d ON f.p = d.p " +
+        "WHERE d.name IN ('p3', 'p7')"
+      val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+      val scans = SparkFixture
+        .operators(df.queryExecution.executedPlan)
+        .filter(_.nodeName == "BallistaParquetScan")
+        .map(_.simpleString(100))
+      assert(scans.exists(_.contains("dynamicpruning")), scans)
+      assert(df.count() == 400)
+    } finally {
+      spark.conf.unset("spark.sql.adaptive.enabled")
+    }
   }
 
   test("joins without adaptive execution") {

@@ -11,6 +11,7 @@ import org.apache.spark.sql.execution.{
   FileSourceScanExec,
   FilterExec,
   GlobalLimitExec,
+  InSubqueryExec,
   LocalLimitExec,
   LocalTableScanExec,
   ProjectExec,
@@ -250,8 +251,9 @@ object Operators {
     schemes
       .find(_ != "file")
       .foreach(s => NotNative(s"file system '$s' is not supported natively yet"))
-    if (scan.partitionFilters.exists(_.find(_.isInstanceOf[PlanExpression[_]]).isDefined)) {
-      NotNative("dynamic partition pruning is not supported natively yet")
+    scan.partitionFilters.flatMap(_.find(_.isInstanceOf[PlanExpression[_]])).foreach {
+      case _: InSubqueryExec =>
+      case other => NotNative(s"partition filter subquery ${other.prettyName}")
     }
     val expected = scan.requiredSchema.fields.toSeq ++ relation.partitionSchema.fields.toSeq
     val matches = scan.output.size == expected.size &&
@@ -271,7 +273,7 @@ object Operators {
         case _: NotNative => false
       }
     }
-    BallistaParquetScanExec(scan, pruning)
+    BallistaParquetScanExec(scan, pruning, scan.partitionFilters)
   }
 
   // Timestamps are read as microseconds (INT96 as Spark writes it by default, or INT64

@@ -43,6 +43,7 @@ import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
 case class BallistaParquetScanExec(
     original: FileSourceScanExec,
     pruningPredicates: Seq[Expression],
+    partitionFilters: Seq[Expression],
     parentFallback: Option[String] = None
 ) extends BallistaExec
     with LeafExecNode {
@@ -55,15 +56,22 @@ case class BallistaParquetScanExec(
   override protected def describe: String = {
     val paths = original.relation.location.rootPaths.map(_.toString)
     s"${truncatedString(output, "[", ",", "]", 25)} paths=${paths.mkString(",")} " +
-      s"pruning=${truncatedString(pruningPredicates, "[", ",", "]", 25)}"
+      s"pruning=${truncatedString(pruningPredicates, "[", ",", "]", 25)}" +
+      (if (partitionFilters.isEmpty) ""
+       else s" partitions=${truncatedString(partitionFilters, "[", ",", "]", 25)}")
   }
 
-  /** The file splits Spark planned for this scan, one task each. */
-  @transient lazy val filePartitions: Seq[FilePartition] = original.inputRDD match {
-    case rdd: FileScanRDD => rdd.filePartitions
-    case other =>
-      throw new IllegalStateException(s"unexpected scan RDD ${other.getClass.getName}")
-  }
+  /**
+   * The file splits Spark planned for this scan, one task each. Partition filters are this
+   * operator's own (a field, so that Spark runs their subqueries — dynamic partition pruning —
+   * before the plan executes, and rules that rewrite them reach them).
+   */
+  @transient lazy val filePartitions: Seq[FilePartition] =
+    original.copy(partitionFilters = partitionFilters).inputRDD match {
+      case rdd: FileScanRDD => rdd.filePartitions
+      case other =>
+        throw new IllegalStateException(s"unexpected scan RDD ${other.getClass.getName}")
+    }
 
   override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
     val partitionSchema = original.relation.partitionSchema

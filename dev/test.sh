@@ -15,6 +15,7 @@ log "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 log "cargo test"
 cargo test
+"$REPO_ROOT/dev/c-example-test.sh"
 
 data=$(tpch_data 0.01)
 export BALLISTA_TPCH_DIR=$data

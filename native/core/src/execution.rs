@@ -169,8 +169,9 @@ fn check_output_types(actual: &SchemaRef, expected: &SchemaRef) -> Result<()> {
     Ok(())
 }
 
-/// Relabels a batch with Spark's schema, casting layout-only differences.
-fn conform_output(batch: RecordBatch, expected: &SchemaRef) -> Result<RecordBatch> {
+/// Relabels a batch with Spark's schema, casting layout-only differences (the caller has
+/// checked that the types are compatible).
+pub(crate) fn conform_output(batch: RecordBatch, expected: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()

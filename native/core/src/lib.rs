@@ -6,6 +6,7 @@
 //! out Arrow record batches in the schema Spark expects.
 
 pub mod aggregates;
+pub mod context;
 pub mod execution;
 pub mod expand;
 pub mod expressions;

@@ -5,7 +5,10 @@
 //! the boundary through the Arrow C Data Interface in both directions, without copying.
 
 mod batch_source;
+pub mod capi;
+mod client;
 mod errors;
+mod result_stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -11,6 +11,7 @@ pub mod decimal_scaling;
 pub mod functions;
 pub mod kernel_expr;
 pub mod normalize;
+pub mod remainder;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ use arithmetic::{EvalMode, SparkArithmetic};
 use cast::spark_cast_in_zone;
 use decimal_scaling::{make_decimal, unscaled_value};
 use normalize::{normalize_if_float, normalize_nan_and_zero};
+use remainder::{RemainderKind, SparkRemainder};
 
 /// Creates the physical expression for `expr`, bound to `input_schema`.
 pub fn create_physical_expr(
@@ -125,6 +127,24 @@ fn binary(b: &pb::BinaryExpr, input_schema: &Schema) -> Result<Arc<dyn PhysicalE
     let right = create_physical_expr(required(&b.right, "right operand")?, input_schema)?;
     let op = pb::BinaryOp::try_from(b.op)
         .map_err(|_| plan_datafusion_err!("unknown binary operator {}", b.op))?;
+    let remainder = match op {
+        pb::BinaryOp::Remainder => Some(RemainderKind::Remainder),
+        pb::BinaryOp::Pmod => Some(RemainderKind::Pmod),
+        _ => None,
+    };
+    if let Some(kind) = remainder {
+        if eval_mode(b.eval_mode)? != EvalMode::Legacy {
+            return plan_err!("{kind:?} is native outside ANSI and TRY mode only");
+        }
+        let return_type = arrow_type(required(&b.return_type, "remainder result type")?)?;
+        return Ok(Arc::new(SparkRemainder::try_new(
+            kind,
+            left,
+            right,
+            return_type,
+            input_schema,
+        )?));
+    }
     let arithmetic = match op {
         pb::BinaryOp::Add => Some(DecimalOp::Add),
         pb::BinaryOp::Subtract => Some(DecimalOp::Subtract),

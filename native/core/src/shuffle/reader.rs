@@ -12,10 +12,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, GenericBinaryArray, OffsetSizeTrait, RecordBatch};
 use arrow::buffer::Buffer;
-use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::StreamDecoder;
-use arrow::record_batch::RecordBatchOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, exec_err, internal_err, plan_err};
 use datafusion::execution::TaskContext;
@@ -229,27 +227,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     if !types_fit {
         return exec_err!("IPC block of schema {decoded_schema} read as {schema}");
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(fields)
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(Arc::clone(c))
-            } else {
-                Ok(cast_with_options(
-                    c,
-                    f.data_type(),
-                    &CastOptions::default(),
-                )?)
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
+    crate::execution::conform_output(batch, schema)
 }
 
 /// Whether a decoded column of type `actual` can be read as `expected`: equal, or the

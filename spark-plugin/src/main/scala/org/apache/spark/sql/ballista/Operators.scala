@@ -21,7 +21,11 @@ import org.apache.spark.sql.execution.{
   UnionExec
 }
 import org.apache.spark.sql.execution.adaptive.QueryStageExec
-import org.apache.spark.sql.execution.aggregate.HashAggregateExec
+import org.apache.spark.sql.execution.aggregate.{
+  BaseAggregateExec,
+  HashAggregateExec,
+  SortAggregateExec
+}
 import org.apache.spark.sql.execution.exchange.{
   BroadcastExchangeExec,
   ReusedExchangeExec,
@@ -64,6 +68,10 @@ object Operators {
         BallistaProjectExec(project.projectList, project.child, project)
 
       case agg: HashAggregateExec => hashAggregate(agg, conf)
+      // Spark picks a sort aggregate when a buffer is not mutable in UnsafeRow (min/max of
+      // strings) or its input is already sorted (replaceHashWithSortAgg). The native hash
+      // aggregate computes the same buffers and sorts its output to keep the ordering.
+      case agg: SortAggregateExec => hashAggregate(agg, conf)
 
       // Sorting pays off natively whatever the input, so a Spark input (e.g. a shuffle) is
       // read as Arrow.
@@ -125,15 +133,7 @@ object Operators {
         )
 
       case join: ShuffledHashJoinExec =>
-        JoinSerde.check(
-          join.leftKeys,
-          join.rightKeys,
-          join.joinType,
-          join.condition,
-          join.left,
-          join.right
-        )
-        TypeSerde.schema(join.output)
+        JoinSerde.check(join)
         BallistaHashJoinExec(
           join.leftKeys,
           join.rightKeys,
@@ -147,15 +147,7 @@ object Operators {
         )
 
       case join: SortMergeJoinExec =>
-        JoinSerde.check(
-          join.leftKeys,
-          join.rightKeys,
-          join.joinType,
-          join.condition,
-          join.left,
-          join.right
-        )
-        TypeSerde.schema(join.output)
+        JoinSerde.check(join)
         BallistaSortMergeJoinExec(
           join.leftKeys,
           join.rightKeys,
@@ -213,18 +205,10 @@ object Operators {
   }
 
   private def checkHashJoin(join: BroadcastHashJoinExec): Unit = {
-    JoinSerde.check(
-      join.leftKeys,
-      join.rightKeys,
-      join.joinType,
-      join.condition,
-      join.left,
-      join.right
-    )
+    JoinSerde.check(join)
     if (join.isNullAwareAntiJoin && join.leftKeys.size != 1) {
       NotNative("null-aware anti join with several keys")
     }
-    TypeSerde.schema(join.output)
   }
 
   private def isNativeBroadcast(plan: SparkPlan): Boolean = plan match {
@@ -281,7 +265,7 @@ object Operators {
   private def checkScanTypes(schema: StructType): Unit =
     schema.fields.foreach(f => TypeSerde.dataType(f.dataType))
 
-  private def hashAggregate(agg: HashAggregateExec, conf: SQLConf): BallistaExec = {
+  private def hashAggregate(agg: BaseAggregateExec, conf: SQLConf): BallistaExec = {
     val modes = agg.aggregateExpressions.map(_.mode).distinct
     val isFinal = agg.requiredChildDistributionExpressions.isDefined
     val expectedMode = if (isFinal) Final else Partial

@@ -34,13 +34,7 @@ private[ballista] class ColumnarBatchSource(
     // the producer's vectors, so it is left to them.
     val root = new VectorSchemaRoot(vectors.asJava)
     root.setRowCount(batch.numRows())
-    Data.exportVectorSchemaRoot(
-      allocator,
-      root,
-      null,
-      ArrowArray.wrap(arrowArrayAddress),
-      ArrowSchema.wrap(arrowSchemaAddress)
-    )
+    ArrowExport(allocator, root, arrowArrayAddress, arrowSchemaAddress)
     true
   }
 }
@@ -67,13 +61,7 @@ private[ballista] class BlockBatchSource(blocks: Iterator[Array[Byte]], allocato
       }
       vector.setValueCount(n)
       root.setRowCount(n)
-      Data.exportVectorSchemaRoot(
-        allocator,
-        root,
-        null,
-        ArrowArray.wrap(arrowArrayAddress),
-        ArrowSchema.wrap(arrowSchemaAddress)
-      )
+      ArrowExport(allocator, root, arrowArrayAddress, arrowSchemaAddress)
       true
     } finally {
       root.close()
@@ -84,4 +72,21 @@ private[ballista] class BlockBatchSource(blocks: Iterator[Array[Byte]], allocato
 private[ballista] object BlockBatchSource {
   val DataColumn = "data"
   private val TargetBatchBytes = 4L << 20
+}
+
+/** Exports a batch into the structs a native plan handed over (see `BatchSource.next`). */
+private[ballista] object ArrowExport {
+  def apply(
+      allocator: BufferAllocator,
+      root: VectorSchemaRoot,
+      arrowArrayAddress: Long,
+      arrowSchemaAddress: Long
+  ): Unit =
+    Data.exportVectorSchemaRoot(
+      allocator,
+      root,
+      null,
+      ArrowArray.wrap(arrowArrayAddress),
+      ArrowSchema.wrap(arrowSchemaAddress)
+    )
 }

@@ -1,18 +1,22 @@
 package org.apache.spark.sql.ballista.execution
 
+import scala.collection.JavaConverters._
+
 import io.ballista.spark.proto.{
   BuildSide => PBuildSide,
+  Expr,
   HashJoin => PHashJoin,
   JoinType => PJoinType,
   PlanNode,
   SortMergeJoin => PSortMergeJoin
 }
-import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative}
+import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative, TypeSerde}
 import org.apache.spark.sql.catalyst.expressions.Expression
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans._
 import org.apache.spark.sql.catalyst.util.truncatedString
 import org.apache.spark.sql.execution.{BinaryExecNode, SparkPlan}
+import org.apache.spark.sql.execution.joins.BaseJoinExec
 
 /** What Spark's equi-joins have in common, as plan messages. */
 object JoinSerde {
@@ -27,24 +31,29 @@ object JoinSerde {
     case other => NotNative(s"join type $other is not supported natively yet")
   }
 
-  /** Checks that the keys and condition translate against the join's inputs. */
-  def check(
+  /** Checks that the join's keys, condition and output translate against its inputs. */
+  def check(join: BaseJoinExec): Unit = {
+    joinType(join.joinType)
+    if (join.leftKeys.isEmpty) NotNative("join without equality keys")
+    join.leftKeys.zip(join.rightKeys).foreach { case (l, r) =>
+      if (l.dataType != r.dataType) NotNative("join keys of different types")
+    }
+    keysAndCondition(join.leftKeys, join.rightKeys, join.condition, join.left, join.right)
+    TypeSerde.schema(join.output)
+  }
+
+  /** The join's keys, each bound to its side, and its condition, bound to both sides. */
+  def keysAndCondition(
       leftKeys: Seq[Expression],
       rightKeys: Seq[Expression],
-      t: JoinType,
       condition: Option[Expression],
       left: SparkPlan,
       right: SparkPlan
-  ): Unit = {
-    joinType(t)
-    if (leftKeys.isEmpty) NotNative("join without equality keys")
-    leftKeys.foreach(k => ExprSerde.toProto(k, left.output))
-    rightKeys.foreach(k => ExprSerde.toProto(k, right.output))
-    leftKeys.zip(rightKeys).foreach { case (l, r) =>
-      if (l.dataType != r.dataType) NotNative("join keys of different types")
-    }
-    condition.foreach(c => ExprSerde.toProto(c, left.output ++ right.output))
-  }
+  ): (Seq[Expr], Seq[Expr], Option[Expr]) = (
+    leftKeys.map(k => ExprSerde.toProto(k, left.output)),
+    rightKeys.map(k => ExprSerde.toProto(k, right.output)),
+    condition.map(c => ExprSerde.toProto(c, left.output ++ right.output))
+  )
 }
 
 /** Spark's `BroadcastHashJoinExec` and `ShuffledHashJoinExec`. */
@@ -88,9 +97,9 @@ case class BallistaHashJoinExec(
         if (buildSide == BuildLeft) PBuildSide.BUILD_SIDE_LEFT else PBuildSide.BUILD_SIDE_RIGHT
       )
       .setNullAware(isNullAwareAntiJoin)
-    leftKeys.foreach(k => join.addLeftKeys(ExprSerde.toProto(k, left.output)))
-    rightKeys.foreach(k => join.addRightKeys(ExprSerde.toProto(k, right.output)))
-    condition.foreach(c => join.setCondition(ExprSerde.toProto(c, left.output ++ right.output)))
+    val (l, r, c) = JoinSerde.keysAndCondition(leftKeys, rightKeys, condition, left, right)
+    join.addAllLeftKeys(l.asJava).addAllRightKeys(r.asJava)
+    c.foreach(join.setCondition)
     PlanNode.newBuilder().setHashJoin(join).build()
   }
 }
@@ -129,9 +138,9 @@ case class BallistaSortMergeJoinExec(
       .setLeft(children(0))
       .setRight(children(1))
       .setJoinType(JoinSerde.joinType(joinType))
-    leftKeys.foreach(k => join.addLeftKeys(ExprSerde.toProto(k, left.output)))
-    rightKeys.foreach(k => join.addRightKeys(ExprSerde.toProto(k, right.output)))
-    condition.foreach(c => join.setCondition(ExprSerde.toProto(c, left.output ++ right.output)))
+    val (l, r, c) = JoinSerde.keysAndCondition(leftKeys, rightKeys, condition, left, right)
+    join.addAllLeftKeys(l.asJava).addAllRightKeys(r.asJava)
+    c.foreach(join.setCondition)
     PlanNode.newBuilder().setSortMergeJoin(join).build()
   }
 }

@@ -21,6 +21,7 @@ import org.apache.spark.sql.ballista.serde.{ExprSerde, TypeSerde}
 import org.apache.spark.sql.catalyst.expressions.{
   Ascending,
   Attribute,
+  AttributeSet,
   Expression,
   NamedExpression,
   NullsFirst,
@@ -36,7 +37,7 @@ import org.apache.spark.sql.execution.{
   SparkPlan,
   UnaryExecNode
 }
-import org.apache.spark.sql.execution.aggregate.HashAggregateExec
+import org.apache.spark.sql.execution.aggregate.{BaseAggregateExec, SortAggregateExec}
 import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
 
 /** Spark's Parquet `FileSourceScanExec`, read natively over the same file splits. */
@@ -154,8 +155,12 @@ case class BallistaProjectExec(
 }
 
 /**
- * Spark's `HashAggregateExec` in its partial or final phase, with Spark's aggregation buffer
- * layout between the two (see `AggregateSerde`).
+ * Spark's `HashAggregateExec` or `SortAggregateExec` in its partial or final phase, with
+ * Spark's aggregation buffer layout between the two (see `AggregateSerde`).
+ *
+ * A sort aggregate's output is sorted by its grouping keys (ascending, nulls first), which
+ * Spark's parents rely on without sorting again; the native hash aggregate does not keep any
+ * order, so its output is sorted by the part of that ordering the output columns express.
  */
 case class BallistaHashAggregateExec(
     groupingExpressions: Seq[NamedExpression],
@@ -164,12 +169,24 @@ case class BallistaHashAggregateExec(
     resultInput: Seq[Attribute],
     isFinal: Boolean,
     child: SparkPlan,
-    original: HashAggregateExec,
+    original: BaseAggregateExec,
     parentFallback: Option[String] = None
 ) extends BallistaExec
     with UnaryExecNode {
 
   override def nodeName: String = "BallistaHashAggregate"
+
+  /**
+   * A sort aggregate's ordering: Spark's (the grouping keys, through the result's aliases) as
+   * far as it refers to output columns only, which the plan node sorts by. Nothing for a hash
+   * aggregate.
+   */
+  override def outputOrdering: Seq[SortOrder] = original match {
+    case _: SortAggregateExec =>
+      val outputSet = AttributeSet(output)
+      super.outputOrdering.takeWhile(_.child.references.subsetOf(outputSet))
+    case _ => Nil
+  }
 
   override protected def copyWithParentFallback(reason: String): BallistaExec =
     copy(parentFallback = Some(reason))
@@ -204,7 +221,9 @@ case class BallistaHashAggregateExec(
       agg.setMode(PAggregateMode.AGGREGATE_MODE_PARTIAL)
       groupingExpressions.foreach(g => agg.addGrouping(ExprSerde.named(g, child.output)))
     }
-    PlanNode.newBuilder().setHashAggregate(agg).build()
+    val node = PlanNode.newBuilder().setHashAggregate(agg).build()
+    val ordering = outputOrdering
+    if (ordering.isEmpty) node else BallistaSortExec.sortNode(node, ordering, output, None)
   }
 }
 

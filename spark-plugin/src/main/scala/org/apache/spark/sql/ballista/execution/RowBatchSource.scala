@@ -1,7 +1,6 @@
 package org.apache.spark.sql.ballista.execution
 
 import io.ballista.spark.jni.BatchSource
-import org.apache.arrow.c.{ArrowArray, ArrowSchema, Data}
 import org.apache.arrow.memory.BufferAllocator
 import org.apache.arrow.vector.VectorSchemaRoot
 import org.apache.spark.sql.catalyst.InternalRow
@@ -36,13 +35,7 @@ private[ballista] class RowBatchSource(
         n += 1
       }
       writer.finish()
-      Data.exportVectorSchemaRoot(
-        allocator,
-        root,
-        null,
-        ArrowArray.wrap(arrowArrayAddress),
-        ArrowSchema.wrap(arrowSchemaAddress)
-      )
+      ArrowExport(allocator, root, arrowArrayAddress, arrowSchemaAddress)
       true
     } finally {
       root.close()

@@ -82,6 +82,9 @@ object ExprSerde {
       arithmetic(BinaryOp.BINARY_OP_MULTIPLY, m.left, m.right, m.dataType, m.evalMode)
     case d: Divide =>
       arithmetic(BinaryOp.BINARY_OP_DIVIDE, d.left, d.right, d.dataType, d.evalMode)
+    case r: Remainder =>
+      remainder(BinaryOp.BINARY_OP_REMAINDER, r.left, r.right, r.dataType, r.evalMode)
+    case p: Pmod => remainder(BinaryOp.BINARY_OP_PMOD, p.left, p.right, p.dataType, p.evalMode)
 
     case c: EqualTo => comparison(BinaryOp.BINARY_OP_EQ, c)
     case c: EqualNullSafe => comparison(BinaryOp.BINARY_OP_EQ_NULL_SAFE, c)
@@ -294,6 +297,33 @@ object ExprSerde {
           s"arithmetic on ${l.simpleString} and ${r.simpleString} giving " +
             s"${t.simpleString} (${mode}) is not supported natively"
         )
+    }
+    binary(op, left, right, resultType, evalMode(mode))
+  }
+
+  /**
+   * `%` and `pmod` on integers and floating point outside ANSI mode (where a zero divisor gives
+   * null). Decimals stay in Spark (their result type and rounding are not reproduced), as does
+   * ANSI mode (division by zero raises).
+   */
+  private def remainder(
+      op: BinaryOp,
+      left: Expression,
+      right: Expression,
+      resultType: DataType,
+      mode: EvalMode.Value
+  ): Expr = {
+    val supportedType =
+      isIntegral(resultType) || resultType == DoubleType || resultType == FloatType
+    if (left.dataType != resultType || right.dataType != resultType || !supportedType) {
+      NotNative(
+        s"${if (op == BinaryOp.BINARY_OP_PMOD) "pmod" else "%"} on " +
+          s"${left.dataType.simpleString} and ${right.dataType.simpleString} giving " +
+          s"${resultType.simpleString} is not supported natively"
+      )
+    }
+    if (mode != EvalMode.LEGACY) {
+      NotNative(s"% and pmod in $mode mode are not supported natively")
     }
     binary(op, left, right, resultType, evalMode(mode))
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: Rust format, lints and unit tests; the JVM tests (JNI round trip, errors,
 # resource release); the Spark integration tests against vanilla Spark on generated TPC-H
-# data; and a spark-submit run of the packaged jar with --conf spark.plugins=ballista.
+# data; the C example against the C API; the example Maven project against the installed
+# artifact; and a spark-submit run of the packaged jar with --conf spark.plugins=ballista.
 # Tests use Cargo's dev profile: quick to build, fast enough on small data.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 require_toolchain
@@ -23,6 +24,9 @@ export BALLISTA_QUERY_DIR=$REPO_ROOT/bench/tpch/queries
 
 log "mvn install (JVM and Spark integration tests)"
 mvn -B -ntp -Dnative.profile=dev install
+
+log "the example project against the installed artifact (Spark job and Java client API)"
+"$REPO_ROOT/dev/java-example-test.sh"
 
 log "spark-submit --conf spark.plugins=ballista (TPC-H Q1, Q6 at scale factor 0.01)"
 spark-submit --master 'local[2]' --jars "$(plugin_jar)" --conf spark.plugins=ballista \

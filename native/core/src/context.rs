@@ -15,16 +15,19 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, RecordBatchReader}
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use datafusion::common::{DataFusionError, Result, exec_err};
+use ballista_spark_proto as pb;
+use datafusion::common::{DataFusionError, Result, exec_err, plan_datafusion_err};
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use futures::stream::{AbortHandle, Abortable};
+use prost::Message;
 
 use crate::execution::{panic_message, runtime};
+use crate::planner::PhysicalPlanner;
 
 /// The message of the error a cancelled query fails with.
 pub const CANCELLED_MESSAGE: &str = "query cancelled";
@@ -135,13 +138,40 @@ impl BallistaContext {
             let frame = self.ctx.sql(query).await?;
             frame.execute_stream().await
         })?;
+        Ok(self.track(stream))
+    }
+
+    /// Starts a plan in the project's protobuf format (`ballista.plan.Plan`, as the Spark
+    /// plugin sends them) in this context. Such a plan reads Parquet files itself; it has no
+    /// JVM inputs here.
+    pub fn execute_plan(&self, plan_bytes: &[u8]) -> Result<QueryStream> {
+        let plan = pb::Plan::decode(plan_bytes).map_err(|e| {
+            plan_datafusion_err!("malformed plan ({} bytes): {e}", plan_bytes.len())
+        })?;
+        let root = plan
+            .root
+            .as_ref()
+            .ok_or_else(|| plan_datafusion_err!("plan has no root"))?;
+        let batch_size = match plan.batch_size {
+            0 => self.ctx.copied_config().batch_size(),
+            n => n as usize,
+        };
+        let physical = PhysicalPlanner::new(batch_size, vec![]).create_plan(root)?;
+        let task = self.ctx.task_ctx();
+        // Executing may spawn tasks: do it on the runtime.
+        let stream = block_on(async { execute_stream(physical, task) })?;
+        Ok(self.track(stream))
+    }
+
+    /// A running query's stream, registered so that [`Self::cancel`] reaches it.
+    fn track(&self, stream: SendableRecordBatchStream) -> QueryStream {
         let (abort, registration) = AbortHandle::new_pair();
         let alive = Arc::new(());
         if let Ok(mut running) = self.running.lock() {
             running.retain(|(query, _)| query.strong_count() > 0);
             running.push((Arc::downgrade(&alive), abort.clone()));
         }
-        Ok(QueryStream::new(stream, registration, abort, alive))
+        QueryStream::new(stream, registration, abort, alive)
     }
 
     /// Cancels every query of this context that is still running: its stream fails with

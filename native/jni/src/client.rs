@@ -12,7 +12,7 @@ use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use ballista_spark_core::context::{BallistaContext, ContextOptions};
 use jni::JNIEnv;
-use jni::objects::{JClass, JString};
+use jni::objects::{JByteArray, JClass, JString};
 use jni::sys::{jboolean, jint, jlong};
 
 use crate::errors::{NativeError, run_jni};
@@ -195,6 +195,28 @@ pub extern "system" fn Java_io_ballista_client_NativeClient_sql<'local>(
         let query = string(env, &query, "query")?;
         let stream_ptr = address::<FFI_ArrowArrayStream>(stream_address, "ArrowArrayStream")?;
         let stream = context.sql(&query)?;
+        // SAFETY: the Java side passes the address of an allocated, empty ArrowArrayStream.
+        unsafe { std::ptr::write(stream_ptr, result_stream::export(stream)) };
+        Ok(())
+    })
+}
+
+/// Starts a protobuf plan (`ballista.plan.Plan` bytes), exporting its result into the empty
+/// `ArrowArrayStream` at `stream_address`, as for `sql`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_client_NativeClient_executePlan<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    plan: JByteArray<'local>,
+    stream_address: jlong,
+) {
+    run_jni(&mut env, (), |env| {
+        // SAFETY: see `context`.
+        let context = unsafe { context(handle)? };
+        let plan = env.convert_byte_array(&plan)?;
+        let stream_ptr = address::<FFI_ArrowArrayStream>(stream_address, "ArrowArrayStream")?;
+        let stream = context.execute_plan(&plan)?;
         // SAFETY: the Java side passes the address of an allocated, empty ArrowArrayStream.
         unsafe { std::ptr::write(stream_ptr, result_stream::export(stream)) };
         Ok(())

@@ -181,6 +181,23 @@ public final class BallistaContext implements AutoCloseable {
   }
 
   /**
+   * Starts a plan in Ballista's protobuf format ({@code io.ballista.spark.proto.Plan}, the format
+   * the Spark plugin sends to the engine), for example a Parquet scan with filters and
+   * aggregations. Errors are reported as for {@link #sql(String)}.
+   *
+   * @param plan the serialized {@code Plan}
+   * @return the result, read batch by batch; closing it stops the plan
+   * @throws BallistaException if the plan is malformed or cannot be built
+   */
+  public ArrowReader executePlan(byte[] plan) throws BallistaException {
+    Objects.requireNonNull(plan, "plan");
+    try (ArrowArrayStream stream = ArrowArrayStream.allocateNew(allocator)) {
+      call(h -> NativeClient.executePlan(h, plan, stream.memoryAddress()));
+      return Data.importArrayStream(allocator, stream);
+    }
+  }
+
+  /**
    * Cancels this context's running queries: a thread blocked in {@link ArrowReader#loadNextBatch()}
    * returns promptly with an {@link java.io.IOException} ("query cancelled"). Queries started
    * afterwards are not affected. Does nothing once the context is closed.

@@ -29,6 +29,8 @@ final class NativeClient {
 
   static native void sql(long handle, String query, long streamAddress);
 
+  static native void executePlan(long handle, byte[] plan, long streamAddress);
+
   static native void cancel(long handle);
 
   /** Contexts created and not yet closed, for leak checks in tests. */

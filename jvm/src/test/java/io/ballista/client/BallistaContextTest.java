@@ -159,6 +159,92 @@ class BallistaContextTest {
   }
 
   @Test
+  void protobufPlanOverParquet() throws Exception {
+    Path csv = dir.resolve("people.csv");
+    Files.writeString(csv, "id,name,age\n1,ann,34\n2,bob,27\n3,cid,41\n");
+    Path parquet = dir.resolve("people.parquet");
+    try (BallistaContext ctx = context()) {
+      ctx.registerCsv("people", csv.toString(), true);
+      try (ArrowReader reader =
+          ctx.sql("COPY (SELECT name, age FROM people) TO '" + parquet + "' STORED AS PARQUET")) {
+        assertEquals(List.of(row(3L)), rows(reader));
+      }
+      // SELECT name, age FROM parquet WHERE age > 30, as the Spark plugin would send it.
+      io.ballista.spark.proto.Schema schema =
+          io.ballista.spark.proto.Schema.newBuilder()
+              .addFields(field("name", io.ballista.spark.proto.TypeId.TYPE_ID_STRING))
+              .addFields(field("age", io.ballista.spark.proto.TypeId.TYPE_ID_INT64))
+              .build();
+      long size = Files.size(parquet);
+      io.ballista.spark.proto.PlanNode scan =
+          io.ballista.spark.proto.PlanNode.newBuilder()
+              .setParquetScan(
+                  io.ballista.spark.proto.ParquetScan.newBuilder()
+                      .setDataSchema(schema)
+                      .setPartitionSchema(io.ballista.spark.proto.Schema.getDefaultInstance())
+                      .addFiles(
+                          io.ballista.spark.proto.ScanFile.newBuilder()
+                              .setPath(parquet.toUri().toString())
+                              .setStart(0)
+                              .setLength(size)
+                              .setFileSize(size)))
+              .build();
+      io.ballista.spark.proto.Expr ageOver30 =
+          io.ballista.spark.proto.Expr.newBuilder()
+              .setBinary(
+                  io.ballista.spark.proto.BinaryExpr.newBuilder()
+                      .setOp(io.ballista.spark.proto.BinaryOp.BINARY_OP_GT)
+                      .setLeft(
+                          io.ballista.spark.proto.Expr.newBuilder()
+                              .setColumn(
+                                  io.ballista.spark.proto.BoundReference.newBuilder()
+                                      .setIndex(1)
+                                      .setDataType(
+                                          type(io.ballista.spark.proto.TypeId.TYPE_ID_INT64))
+                                      .setNullable(true)))
+                      .setRight(
+                          io.ballista.spark.proto.Expr.newBuilder()
+                              .setLiteral(
+                                  io.ballista.spark.proto.Literal.newBuilder()
+                                      .setDataType(
+                                          type(io.ballista.spark.proto.TypeId.TYPE_ID_INT64))
+                                      .setLongValue(30)))
+                      .setReturnType(type(io.ballista.spark.proto.TypeId.TYPE_ID_BOOLEAN)))
+              .build();
+      byte[] plan =
+          io.ballista.spark.proto.Plan.newBuilder()
+              .setRoot(
+                  io.ballista.spark.proto.PlanNode.newBuilder()
+                      .setFilter(
+                          io.ballista.spark.proto.Filter.newBuilder()
+                              .setInput(scan)
+                              .setPredicate(ageOver30)))
+              .setOutputSchema(schema)
+              .build()
+              .toByteArray();
+      try (ArrowReader reader = ctx.executePlan(plan)) {
+        assertEquals(List.of(row("ann", 34L), row("cid", 41L)), rows(reader));
+      }
+      BallistaException malformed =
+          assertThrows(BallistaException.class, () -> ctx.executePlan(new byte[] {1, 2, 3}));
+      assertTrue(malformed.getMessage().contains("malformed plan"), malformed.getMessage());
+    }
+  }
+
+  private static io.ballista.spark.proto.DataType type(io.ballista.spark.proto.TypeId id) {
+    return io.ballista.spark.proto.DataType.newBuilder().setId(id).build();
+  }
+
+  private static io.ballista.spark.proto.Field field(
+      String name, io.ballista.spark.proto.TypeId id) {
+    return io.ballista.spark.proto.Field.newBuilder()
+        .setName(name)
+        .setDataType(type(id))
+        .setNullable(true)
+        .build();
+  }
+
+  @Test
   void tpchParquetWhenAvailable() throws Exception {
     String tpch = System.getenv("BALLISTA_TPCH_DIR");
     org.junit.jupiter.api.Assumptions.assumeTrue(

@@ -22,11 +22,10 @@ use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsume
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
-use futures::StreamExt;
 use futures::stream::{AbortHandle, Abortable};
 use prost::Message;
 
-use crate::execution::{panic_message, runtime};
+use crate::execution::{next_blocking, panic_message, runtime};
 use crate::planner::PhysicalPlanner;
 
 /// The message of the error a cancelled query fails with.
@@ -256,15 +255,8 @@ impl QueryStream {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
         };
-        let runtime = runtime()?;
         loop {
-            // Libraries below may panic on bad input (e.g. a corrupt Parquet footer): fail
-            // the query rather than unwind into the caller (through FFI, unwinding aborts).
-            let next = catch_unwind(AssertUnwindSafe(|| runtime.block_on(stream.next())))
-                .unwrap_or_else(|panic| {
-                    Some(exec_err!("native panic: {}", panic_message(panic.as_ref())))
-                });
-            match next {
+            match next_blocking(stream)? {
                 Some(Ok(batch)) if batch.num_rows() == 0 => continue,
                 Some(Ok(batch)) => return to_client_batch(batch, &self.schema).map(Some),
                 Some(Err(e)) => {

@@ -109,15 +109,8 @@ impl TaskExecution {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
         };
-        let runtime = runtime()?;
         loop {
-            // Libraries below may panic on bad input (e.g. a corrupt Parquet footer): report
-            // it as this task's error rather than unwinding into the caller.
-            let next = catch_unwind(AssertUnwindSafe(|| runtime.block_on(stream.next())))
-                .unwrap_or_else(|panic| {
-                    Some(exec_err!("native panic: {}", panic_message(panic.as_ref())))
-                });
-            match next {
+            match next_blocking(stream)? {
                 Some(Ok(batch)) if batch.num_rows() == 0 => continue,
                 Some(Ok(batch)) => return conform_output(batch, &self.output_schema).map(Some),
                 Some(Err(e)) => {
@@ -193,6 +186,21 @@ pub(crate) fn conform_output(batch: RecordBatch, expected: &SchemaRef) -> Result
         columns,
         &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
     )?)
+}
+
+/// The stream's next item, waited for on the runtime by a thread outside it. Libraries below
+/// may panic on bad input (e.g. a corrupt Parquet footer): the panic becomes the stream's
+/// error rather than unwinding into the caller (through JNI or FFI, unwinding aborts).
+pub(crate) fn next_blocking<S>(stream: &mut S) -> Result<Option<Result<RecordBatch>>>
+where
+    S: futures::Stream<Item = Result<RecordBatch>> + Unpin,
+{
+    let runtime = runtime()?;
+    Ok(
+        catch_unwind(AssertUnwindSafe(|| runtime.block_on(stream.next()))).unwrap_or_else(
+            |panic| Some(exec_err!("native panic: {}", panic_message(panic.as_ref()))),
+        ),
+    )
 }
 
 /// `schema` with every field nullable.

@@ -11,8 +11,7 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, Weak};
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, RecordBatchReader};
-use arrow::compute::cast;
+use arrow::array::{RecordBatch, RecordBatchReader};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use ballista_spark_proto as pb;
@@ -25,7 +24,7 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, Ses
 use futures::stream::{AbortHandle, Abortable};
 use prost::Message;
 
-use crate::execution::{next_blocking, panic_message, runtime};
+use crate::execution::{conform_output, next_blocking, panic_message, runtime};
 use crate::planner::PhysicalPlanner;
 
 /// The message of the error a cancelled query fails with.
@@ -258,7 +257,7 @@ impl QueryStream {
         loop {
             match next_blocking(stream)? {
                 Some(Ok(batch)) if batch.num_rows() == 0 => continue,
-                Some(Ok(batch)) => return to_client_batch(batch, &self.schema).map(Some),
+                Some(Ok(batch)) => return conform_output(batch, &self.schema).map(Some),
                 Some(Err(e)) => {
                     self.stream = None;
                     return Err(e);
@@ -314,26 +313,6 @@ fn client_schema(schema: &SchemaRef) -> SchemaRef {
         })
         .collect::<Vec<_>>();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-fn to_client_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                Ok(cast(column, field.data_type())?)
-            }
-        })
-        .collect::<Result<Vec<ArrayRef>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ impl TaskExecution {
 
 /// Whether the engine's type can be handed to Spark as `expected` (equal, or a cast that
 /// only changes the physical layout).
-fn compatible(actual: &DataType, expected: &DataType) -> bool {
+pub(crate) fn compatible(actual: &DataType, expected: &DataType) -> bool {
     actual == expected
         || matches!(
             (actual, expected),

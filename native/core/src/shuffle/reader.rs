@@ -26,6 +26,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::execution;
+
 /// Decodes IPC stream blocks (its input's only column) into batches of `schema`.
 pub struct IpcReaderExec {
     input: Arc<dyn ExecutionPlan>,
@@ -223,20 +225,9 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             .fields()
             .iter()
             .zip(fields)
-            .all(|(d, e)| compatible(d.data_type(), e.data_type()));
+            .all(|(d, e)| execution::compatible(d.data_type(), e.data_type()));
     if !types_fit {
         return exec_err!("IPC block of schema {decoded_schema} read as {schema}");
     }
-    crate::execution::conform_output(batch, schema)
-}
-
-/// Whether a decoded column of type `actual` can be read as `expected`: equal, or the
-/// same values in another layout (string and binary views, large offsets).
-fn compatible(actual: &DataType, expected: &DataType) -> bool {
-    use DataType::*;
-    actual == expected
-        || matches!(
-            (actual, expected),
-            (Utf8View | LargeUtf8, Utf8) | (BinaryView | LargeBinary, Binary)
-        )
+    execution::conform_output(batch, schema)
 }

@@ -5,7 +5,12 @@
 use std::path::PathBuf;
 
 fn main() {
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not when it is compiled: a target directory shared by two
+    // checkouts reuses the compiled script.
+    let crate_dir = match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!("CARGO_MANIFEST_DIR is not set: run this through Cargo"),
+    };
     let source = crate_dir.join("src/capi.rs");
     let config_file = crate_dir.join("cbindgen.toml");
     println!("cargo:rerun-if-changed={}", source.display());

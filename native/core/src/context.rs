@@ -27,8 +27,7 @@ use prost::Message;
 use crate::execution::{conform_output, next_blocking, panic_message, runtime};
 use crate::planner::PhysicalPlanner;
 
-/// The message of the error a cancelled query fails with.
-pub const CANCELLED_MESSAGE: &str = "query cancelled";
+pub use crate::boundary::CANCELLED_MESSAGE;
 
 /// How a [`BallistaContext`] is set up.
 #[derive(Debug, Clone, Copy, Default)]

@@ -15,9 +15,12 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
+use futures::stream::{AbortHandle, Abortable};
 use prost::Message;
 
+use crate::boundary::Cancellation;
 use crate::input::BatchSource;
+use crate::metrics::MeteredNodes;
 use crate::planner::PhysicalPlanner;
 use crate::types::arrow_schema;
 
@@ -46,10 +49,13 @@ fn runtime_env() -> Arc<RuntimeEnv> {
     Arc::clone(ENV.get_or_init(|| Arc::new(RuntimeEnv::default())))
 }
 
-/// One task's native execution: its output stream and Spark's expected schema.
+/// One task's native execution: its output stream, Spark's expected schema, and what its
+/// metrics and cancellation need.
 pub struct TaskExecution {
-    stream: Option<SendableRecordBatchStream>,
+    stream: Option<Abortable<SendableRecordBatchStream>>,
+    canceller: TaskCanceller,
     output_schema: SchemaRef,
+    metered: MeteredNodes,
 }
 
 impl TaskExecution {
@@ -77,7 +83,16 @@ impl TaskExecution {
                 .as_ref()
                 .ok_or_else(|| plan_datafusion_err!("plan has no output schema"))?,
         )?);
-        let physical = PhysicalPlanner::new(batch_size, inputs).create_plan(root)?;
+        let cancellation = Cancellation::default();
+        let env = runtime_env();
+        let planner = PhysicalPlanner::new(batch_size, inputs)
+            .with_cancellation(cancellation.clone())
+            .with_task_memory(Arc::clone(&env.memory_pool));
+        let physical = planner.create_plan(root)?;
+        log::debug!(
+            "native task plan:\n{}",
+            datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+        );
         check_output_types(&physical.schema(), &output_schema)?;
 
         let config = SessionConfig::new()
@@ -87,16 +102,34 @@ impl TaskExecution {
         let context = Arc::new(
             TaskContext::default()
                 .with_session_config(config)
-                .with_runtime(runtime_env()),
+                .with_runtime(env),
         );
         let stream = {
             let _guard = runtime()?.enter();
             execute_stream(physical, context)?
         };
+        let (abort, registration) = AbortHandle::new_pair();
         Ok(Self {
-            stream: Some(stream),
+            stream: Some(Abortable::new(stream, registration)),
+            canceller: TaskCanceller {
+                abort,
+                cancellation,
+            },
             output_schema,
+            metered: planner.metered_nodes(),
         })
+    }
+
+    /// A handle that stops this execution from another thread: the pending or next
+    /// [`Self::next_batch`] fails with [`crate::boundary::CANCELLED_MESSAGE`], and the plan's streams (with
+    /// the memory they hold) are dropped by it.
+    pub fn canceller(&self) -> TaskCanceller {
+        self.canceller.clone()
+    }
+
+    /// The metrics of the plan nodes that carry a metrics id, as counted so far.
+    pub fn metrics(&self) -> pb::PlanMetrics {
+        self.metered.metrics()
     }
 
     /// The schema of the batches [`Self::next_batch`] returns.
@@ -115,14 +148,49 @@ impl TaskExecution {
                 Some(Ok(batch)) => return conform_output(batch, &self.output_schema).map(Some),
                 Some(Err(e)) => {
                     self.stream = None;
-                    return Err(e);
+                    return Err(self.cancelled_or(e));
                 }
                 None => {
+                    let stream_aborted = stream.is_aborted();
+                    // Dropping the stream stops what it spawned and frees its memory.
                     self.stream = None;
-                    return Ok(None);
+                    return if stream_aborted {
+                        Err(self.cancelled_or(Cancellation::error()))
+                    } else {
+                        Ok(None)
+                    };
                 }
             }
         }
+    }
+}
+
+impl TaskExecution {
+    /// `error`, unless the task was cancelled: then the cancellation (operators fail in
+    /// whatever way a cancelled input makes them).
+    fn cancelled_or(&self, error: DataFusionError) -> DataFusionError {
+        if self.canceller.cancellation.is_cancelled() {
+            log::info!("native task plan cancelled; its streams are dropped");
+            Cancellation::error()
+        } else {
+            error
+        }
+    }
+}
+
+/// Stops a [`TaskExecution`] from any thread.
+#[derive(Clone)]
+pub struct TaskCanceller {
+    abort: AbortHandle,
+    cancellation: Cancellation,
+}
+
+impl TaskCanceller {
+    /// Wakes a blocked [`TaskExecution::next_batch`] and makes every operator fail at its
+    /// next batch.
+    pub fn cancel(&self) {
+        self.cancellation.cancel();
+        self.abort.abort();
     }
 }
 

@@ -16,6 +16,9 @@ use datafusion::common::{Result, internal_err, plan_err};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -28,6 +31,7 @@ pub struct ExpandExec {
     input: Arc<dyn ExecutionPlan>,
     projections: Arc<Vec<Vec<Arc<dyn PhysicalExpr>>>>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl ExpandExec {
@@ -67,6 +71,7 @@ impl ExpandExec {
             input,
             projections: Arc::new(projections),
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 }
@@ -111,6 +116,10 @@ impl ExecutionPlan for ExpandExec {
         apply_expression_roots(self.projections.iter().flatten(), f)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
@@ -137,12 +146,18 @@ impl ExecutionPlan for ExpandExec {
         let schema = self.schema();
         let projections = Arc::clone(&self.projections);
         let output_schema = Arc::clone(&schema);
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
         let stream = input.flat_map(move |batch| {
             let outputs: Vec<Result<RecordBatch>> = match batch {
-                Ok(batch) => projections
-                    .iter()
-                    .map(|exprs| project(&batch, exprs, &output_schema))
-                    .collect(),
+                Ok(batch) => {
+                    let _timer = baseline.elapsed_compute().timer();
+                    projections
+                        .iter()
+                        .map(|exprs| {
+                            project(&batch, exprs, &output_schema).record_output(&baseline)
+                        })
+                        .collect()
+                }
                 Err(e) => vec![Err(e)],
             };
             futures::stream::iter(outputs)

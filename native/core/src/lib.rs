@@ -6,6 +6,8 @@
 //! out Arrow record batches in the schema Spark expects.
 
 pub mod aggregates;
+pub mod allocator;
+pub mod boundary;
 pub mod context;
 pub mod execution;
 pub mod expand;
@@ -13,6 +15,8 @@ pub mod expressions;
 pub mod input;
 pub mod joins;
 pub mod kernels;
+pub mod memory;
+pub mod metrics;
 pub mod planner;
 pub mod scan;
 pub mod shuffle;

@@ -1,6 +1,6 @@
 //! Protobuf plan nodes to DataFusion execution plans.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::compute::SortOptions;
 use arrow::datatypes::Schema;
@@ -16,13 +16,18 @@ use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 
+use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
+
 use crate::aggregates::{Phase, create_aggregate_expr};
+use crate::boundary::{Cancellation, OperatorBoundaryExec};
 use crate::execution::all_nullable;
 use crate::expand::ExpandExec;
 use crate::expressions::normalize::normalize_if_float;
 use crate::expressions::{create_physical_expr, required};
 use crate::input::{BatchSource, InputExec};
 use crate::joins::{hash_join, sort_merge_join};
+use crate::memory::NodeMemoryPool;
+use crate::metrics::MeteredNodes;
 use crate::scan::parquet_scan;
 use crate::shuffle::partitioning::ShufflePartitioner;
 use crate::shuffle::reader::IpcReaderExec;
@@ -34,15 +39,61 @@ use crate::types::arrow_schema;
 pub struct PhysicalPlanner {
     batch_size: usize,
     inputs: Vec<Arc<dyn BatchSource>>,
+    /// The plans of the nodes that carry a metrics id, recorded as they are created.
+    metered: Mutex<MeteredNodes>,
+    cancellation: Cancellation,
+    /// The pool the task's operators reserve from (through their node's pool).
+    task_memory: Arc<dyn MemoryPool>,
 }
 
 impl PhysicalPlanner {
     pub fn new(batch_size: usize, inputs: Vec<Arc<dyn BatchSource>>) -> Self {
-        Self { batch_size, inputs }
+        Self {
+            batch_size,
+            inputs,
+            metered: Mutex::new(MeteredNodes::default()),
+            cancellation: Cancellation::default(),
+            task_memory: Arc::new(UnboundedMemoryPool::default()),
+        }
+    }
+
+    /// Plans whose operators reserve memory from `pool`, the task's.
+    pub fn with_task_memory(mut self, pool: Arc<dyn MemoryPool>) -> Self {
+        self.task_memory = pool;
+        self
+    }
+
+    /// Plans whose Spark operators (the nodes with a metrics id) stop at their next batch
+    /// once `cancellation` is cancelled.
+    pub fn with_cancellation(mut self, cancellation: Cancellation) -> Self {
+        self.cancellation = cancellation;
+        self
     }
 
     /// The execution plan for `node` and its inputs.
     pub fn create_plan(&self, node: &pb::PlanNode) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.create_node(node)?;
+        if node.metrics_id == 0 {
+            return Ok(plan);
+        }
+        let memory = Arc::new(NodeMemoryPool::new(Arc::clone(&self.task_memory)));
+        self.metered
+            .lock()
+            .map_err(|_| plan_datafusion_err!("planner state poisoned"))?
+            .record(node.metrics_id, Arc::clone(&plan), Arc::clone(&memory));
+        Ok(Arc::new(OperatorBoundaryExec::new(
+            plan,
+            self.cancellation.clone(),
+            memory,
+        )))
+    }
+
+    /// The nodes with a metrics id planned so far, with their engine operators.
+    pub fn metered_nodes(&self) -> MeteredNodes {
+        self.metered.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn create_node(&self, node: &pb::PlanNode) -> Result<Arc<dyn ExecutionPlan>> {
         use pb::plan_node::Kind;
         let kind = node
             .kind

@@ -87,7 +87,10 @@ fn named(expr: pb::Expr, name: &str) -> pb::NamedExpr {
 }
 
 fn node(kind: pb::plan_node::Kind) -> pb::PlanNode {
-    pb::PlanNode { kind: Some(kind) }
+    pb::PlanNode {
+        kind: Some(kind),
+        metrics_id: 0,
+    }
 }
 
 fn plan(root: pb::PlanNode, output: Vec<pb::Field>) -> pb::Plan {

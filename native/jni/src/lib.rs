@@ -8,25 +8,33 @@ mod batch_source;
 pub mod capi;
 mod client;
 mod errors;
+mod logging;
 mod result_stream;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{Array, StructArray};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
-use ballista_spark_core::execution::TaskExecution;
+use ballista_spark_core::allocator::CountingAllocator;
+use ballista_spark_core::execution::{TaskCanceller, TaskExecution};
 use ballista_spark_core::input::BatchSource;
 use jni::JNIEnv;
 use jni::objects::{JByteArray, JClass, JObjectArray, JString};
-use jni::sys::{JNI_FALSE, JNI_TRUE, jboolean, jlong, jstring};
+use jni::sys::{JNI_FALSE, JNI_TRUE, jboolean, jbyteArray, jint, jlong, jstring};
+use prost::Message;
 
 use batch_source::{JavaErrorSlot, JvmBatchSource};
 use errors::{NativeError, run_jni};
 
-/// A running plan, owned by the Java side through an opaque handle.
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// A running plan, owned by the Java side through an opaque handle. The task thread reads
+/// it while another thread may cancel it: only `canceller` is touched without the lock.
 struct PlanHandle {
-    execution: TaskExecution,
+    execution: Mutex<TaskExecution>,
+    canceller: TaskCanceller,
     /// The exception a Java input threw, rethrown as is (Spark's fetch failures and task
     /// kills must reach Spark with their own type).
     java_error: JavaErrorSlot,
@@ -36,12 +44,18 @@ static OPEN_PLANS: AtomicI64 = AtomicI64::new(0);
 
 /// # Safety
 /// `handle` must come from `createPlan` and not have been closed.
-unsafe fn plan_mut<'a>(handle: jlong) -> Result<&'a mut PlanHandle, NativeError> {
+unsafe fn plan_ref<'a>(handle: jlong) -> Result<&'a PlanHandle, NativeError> {
     if handle == 0 {
         return Err(NativeError::Message("native plan already closed".into()));
     }
     // SAFETY: the Java side hands back the pointer `createPlan` returned until it closes it.
-    Ok(unsafe { &mut *(handle as *mut PlanHandle) })
+    Ok(unsafe { &*(handle as *const PlanHandle) })
+}
+
+fn execution(plan: &PlanHandle) -> Result<MutexGuard<'_, TaskExecution>, NativeError> {
+    plan.execution
+        .lock()
+        .map_err(|_| NativeError::Message("native plan failed earlier (poisoned)".into()))
 }
 
 #[unsafe(no_mangle)]
@@ -69,7 +83,8 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_createPlan<'local
         let execution = TaskExecution::try_new(&bytes, sources)?;
         OPEN_PLANS.fetch_add(1, Ordering::SeqCst);
         let handle = Box::new(PlanHandle {
-            execution,
+            canceller: execution.canceller(),
+            execution: Mutex::new(execution),
             java_error,
         });
         Ok(Box::into_raw(handle) as jlong)
@@ -84,9 +99,9 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_exportSchema<'loc
     schema_address: jlong,
 ) {
     run_jni(&mut env, (), |_env| {
-        // SAFETY: see `plan_mut`.
-        let plan = unsafe { plan_mut(handle)? };
-        let schema = FFI_ArrowSchema::try_from(plan.execution.schema().as_ref())?;
+        // SAFETY: see `plan_ref`.
+        let plan = unsafe { plan_ref(handle)? };
+        let schema = FFI_ArrowSchema::try_from(execution(plan)?.schema().as_ref())?;
         // SAFETY: the Java side passes the address of an allocated, empty ArrowSchema.
         unsafe { std::ptr::write(schema_address as *mut FFI_ArrowSchema, schema) };
         Ok(())
@@ -101,9 +116,10 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_nextBatch<'local>
     array_address: jlong,
 ) -> jboolean {
     run_jni(&mut env, JNI_FALSE, |_env| {
-        // SAFETY: see `plan_mut`.
-        let plan = unsafe { plan_mut(handle)? };
-        match plan.execution.next_batch() {
+        // SAFETY: see `plan_ref`.
+        let plan = unsafe { plan_ref(handle)? };
+        let next = execution(plan)?.next_batch();
+        match next {
             Ok(Some(batch)) => {
                 let array = StructArray::from(batch).into_data();
                 let ffi = FFI_ArrowArray::new(&array);
@@ -118,6 +134,50 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_nextBatch<'local>
             },
         }
     })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_planMetrics<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> jbyteArray {
+    run_jni(&mut env, std::ptr::null_mut(), |env| {
+        // SAFETY: see `plan_ref`.
+        let plan = unsafe { plan_ref(handle)? };
+        let metrics = execution(plan)?.metrics().encode_to_vec();
+        Ok(env.byte_array_from_slice(&metrics)?.into_raw())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_cancelPlan<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    run_jni(&mut env, (), |_env| {
+        // SAFETY: see `plan_ref`; the Java side does not close a plan while cancelling it.
+        let plan = unsafe { plan_ref(handle)? };
+        plan.canceller.cancel();
+        Ok(())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_nativeMemoryInUse<'local>(
+    _env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jlong {
+    CountingAllocator::in_use() as jlong
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_nativeMemoryPeak<'local>(
+    _env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jlong {
+    CountingAllocator::peak() as jlong
 }
 
 #[unsafe(no_mangle)]
@@ -142,6 +202,15 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_openPlanCount<'lo
     _class: JClass<'local>,
 ) -> jlong {
     OPEN_PLANS.load(Ordering::SeqCst)
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_initLogging<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    max_level: jint,
+) {
+    run_jni(&mut env, (), |env| logging::init(env, max_level))
 }
 
 #[unsafe(no_mangle)]

@@ -81,7 +81,10 @@ pub fn not(child: pb::Expr) -> pb::Expr {
 }
 
 pub fn node(kind: pb::plan_node::Kind) -> pb::PlanNode {
-    pb::PlanNode { kind: Some(kind) }
+    pb::PlanNode {
+        kind: Some(kind),
+        metrics_id: 0,
+    }
 }
 
 pub fn input(index: u32, fields: Vec<pb::Field>) -> pb::PlanNode {

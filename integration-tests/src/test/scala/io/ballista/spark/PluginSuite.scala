@@ -12,17 +12,7 @@ class PluginSuite extends AnyFunSuite {
 
   private def spark: SparkSession = SparkFixture.session
 
-  private def sampleTable(name: String): String = {
-    val path = SparkFixture.tempDir("ballista-plugin").resolve(s"$name.parquet").toString
-    spark.conf.set("spark.ballista.enabled", "false")
-    spark
-      .range(0, 1000)
-      .selectExpr("id", "CAST(id AS DECIMAL(12,2)) / 7 AS v", "id % 3 AS k")
-      .write
-      .parquet(path)
-    spark.read.parquet(path).createOrReplaceTempView(name)
-    path
-  }
+  private def sampleTable(name: String): String = SparkFixture.sampleTable(spark, name)
 
   test("spark.plugins=ballista registers the extensions without spark.sql.extensions") {
     val extensions = spark.sparkContext.getConf.get("spark.sql.extensions")

@@ -20,7 +20,9 @@ object SparkFixture {
       .appName("ballista-integration-tests")
       .config("spark.plugins", pluginClass)
       .config("spark.sql.shuffle.partitions", "4")
-      .config("spark.ui.enabled", "false")
+      // UiSuite reads the Spark UI; port 0 binds a free port, so concurrent runs do not clash.
+      .config("spark.ui.enabled", "true")
+      .config("spark.ui.port", "0")
       .config("spark.sql.session.timeZone", "UTC")
       .getOrCreate()
 
@@ -28,6 +30,22 @@ object SparkFixture {
     val dir = Files.createTempDirectory(prefix)
     dir.toFile.deleteOnExit()
     dir
+  }
+
+  /**
+   * Writes 1000 rows (`id`, decimal `v`, `k` in 0..2) as Parquet with native execution off, and
+   * registers them as the temporary view `name`. Returns the Parquet directory.
+   */
+  def sampleTable(spark: SparkSession, name: String): String = {
+    val path = tempDir("ballista-sample").resolve(s"$name.parquet").toString
+    spark.conf.set("spark.ballista.enabled", "false")
+    spark
+      .range(0, 1000)
+      .selectExpr("id", "CAST(id AS DECIMAL(12,2)) / 7 AS v", "id % 3 AS k")
+      .write
+      .parquet(path)
+    spark.read.parquet(path).createOrReplaceTempView(name)
+    path
   }
 
   /** Every operator of an executed plan, including those inside AQE query stages. */

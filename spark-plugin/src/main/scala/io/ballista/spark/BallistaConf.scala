@@ -1,8 +1,12 @@
 package io.ballista.spark
 
+import org.apache.spark.SparkConf
 import org.apache.spark.sql.internal.SQLConf
 
-/** Configuration keys of the plugin; all are read per query from the session's SQL conf. */
+/**
+ * Configuration keys of the plugin. Query execution keys are read per query from the session's
+ * SQL conf; the UI's keys from the application's SparkConf when the plugin starts.
+ */
 object BallistaConf {
 
   /** A boolean key with its default; a value that is not a boolean is an error naming the key. */
@@ -19,8 +23,12 @@ object BallistaConf {
 
   /** A positive integer key with its default; other values are an error naming the key. */
   final case class PositiveIntEntry(key: String, default: Int, doc: String) {
-    def get(conf: SQLConf): Int =
-      Option(conf.getConfString(key, null)).map(_.trim) match {
+    def get(conf: SQLConf): Int = parse(Option(conf.getConfString(key, null)))
+
+    def get(conf: SparkConf): Int = parse(conf.getOption(key))
+
+    private def parse(value: Option[String]): Int =
+      value.map(_.trim) match {
         case None => default
         case Some(v) =>
           scala.util.Try(v.toInt).toOption.filter(_ > 0).getOrElse {
@@ -59,5 +67,11 @@ object BallistaConf {
     default = "lz4",
     Seq("lz4", "zstd", "none"),
     "Compression of the Arrow IPC blocks of native shuffles and broadcasts."
+  )
+
+  val UiExecutorUpdateInterval: PositiveIntEntry = PositiveIntEntry(
+    "spark.ballista.ui.executorUpdateInterval",
+    default = 5000,
+    "Milliseconds between two reports of an executor's native memory to the Ballista UI tab."
   )
 }

@@ -6,6 +6,12 @@ import io.ballista.spark.jni.{NativeEngine, NativeLibrary}
 import org.apache.spark.SparkContext
 import org.apache.spark.api.plugin.{DriverPlugin, ExecutorPlugin, PluginContext, SparkPlugin}
 import org.apache.spark.internal.Logging
+import org.apache.spark.sql.ballista.ui.{
+  BallistaStatusStore,
+  BallistaTab,
+  ExecutorNativeStatus,
+  NativeStatusReporter
+}
 import org.apache.spark.sql.internal.StaticSQLConf
 
 /**
@@ -21,8 +27,14 @@ class BallistaPlugin extends SparkPlugin {
   override def executorPlugin(): ExecutorPlugin = new BallistaExecutorPlugin
 }
 
-/** Adds the session extensions to the application's configuration before any session exists. */
+/**
+ * Adds the session extensions to the application's configuration before any session exists, and
+ * sets up the Ballista tab of the Spark UI, which the executors' reports feed.
+ */
 class BallistaDriverPlugin extends DriverPlugin with Logging {
+  @volatile private var store: Option[BallistaStatusStore] = None
+  @volatile private var driverReporter: Option[NativeStatusReporter] = None
+
   override def init(sc: SparkContext, ctx: PluginContext): JMap[String, String] = {
     val conf = ctx.conf()
     val key = StaticSQLConf.SPARK_SESSION_EXTENSIONS.key
@@ -35,12 +47,42 @@ class BallistaDriverPlugin extends DriverPlugin with Logging {
       s"Ballista for Spark ${BallistaPlugin.version} active on the driver " +
         s"(${BallistaConf.Enabled.key}=${conf.get(BallistaConf.Enabled.key, "true")})"
     )
+    val statusStore = BallistaTab.install(sc)
+    store = Some(statusStore)
+    // In local mode the driver's own executor reports as "driver" through the executor plugin.
+    if (!sc.isLocal && NativeStatusReporter.tryLoadNativeLibrary()) {
+      val reporter = new NativeStatusReporter(
+        ctx.executorID(),
+        ctx.hostname(),
+        BallistaConf.UiExecutorUpdateInterval.get(conf).toLong,
+        statusStore.updateExecutor
+      )
+      reporter.start()
+      driverReporter = Some(reporter)
+    }
     Collections.emptyMap()
   }
+
+  /** Executors' reports of their native engine, for the Ballista tab. */
+  override def receive(message: AnyRef): AnyRef = {
+    message match {
+      case status: ExecutorNativeStatus => store.foreach(_.updateExecutor(status))
+      case other => logWarning(s"Ballista: unexpected message ${other.getClass.getName}")
+    }
+    // A one-way message: no reply.
+    null
+  }
+
+  override def shutdown(): Unit = driverReporter.foreach(_.stop())
 }
 
-/** Loads the native library when the executor starts, so a broken install fails early. */
+/**
+ * Loads the native library when the executor starts, so a broken install fails early, then
+ * reports the native engine's status to the driver's Ballista tab periodically.
+ */
 class BallistaExecutorPlugin extends ExecutorPlugin with Logging {
+  @volatile private var reporter: Option[NativeStatusReporter] = None
+
   override def init(ctx: PluginContext, extraConf: JMap[String, String]): Unit = {
     NativeLibrary.load()
     logInfo(
@@ -48,7 +90,17 @@ class BallistaExecutorPlugin extends ExecutorPlugin with Logging {
         s"${ctx.executorID()}: native engine ${NativeEngine.version()} from " +
         s"${NativeLibrary.loadedPath()}"
     )
+    val statusReporter = new NativeStatusReporter(
+      ctx.executorID(),
+      ctx.hostname(),
+      BallistaConf.UiExecutorUpdateInterval.get(ctx.conf()).toLong,
+      status => ctx.send(status)
+    )
+    statusReporter.start()
+    reporter = Some(statusReporter)
   }
+
+  override def shutdown(): Unit = reporter.foreach(_.stop())
 }
 
 object BallistaPlugin {

@@ -73,6 +73,49 @@ public final class NativeEngine {
   public static native long openPlanCount();
 
   /**
+   * Returns the bytes the native library currently holds from the heap (every allocation of the
+   * library is counted, whichever operator or library made it).
+   *
+   * @return the bytes allocated and not yet freed by native code in this process
+   */
+  public static native long nativeMemoryInUse();
+
+  /**
+   * Returns the highest value {@link #nativeMemoryInUse()} has reached since the library loaded.
+   *
+   * @return the peak of native heap bytes in this process
+   */
+  public static native long nativeMemoryPeak();
+
+  /**
+   * Returns the metrics of a plan's native operators, as a serialized {@code
+   * ballista.plan.PlanMetrics} message: one entry per plan node that carries a metrics id.
+   *
+   * @param handle a plan handle from {@link #createPlan}
+   * @return the serialized metrics, read at the time of the call
+   * @throws NativeException on a native error
+   */
+  public static native byte[] planMetrics(long handle);
+
+  /**
+   * Asks a running plan to stop: the pending or next {@link #nextBatch} call fails with a
+   * cancellation error and the plan's streams are dropped. Callable from any thread while another
+   * thread reads the plan.
+   *
+   * @param handle a plan handle from {@link #createPlan}
+   */
+  public static native void cancelPlan(long handle);
+
+  /**
+   * Hands native log records at {@code maxLevel} and above to {@link NativeLog}; called by {@link
+   * NativeLibrary#load()}.
+   *
+   * @param maxLevel the most detailed level to forward: 0 off, 1 error, 2 warn, 3 info, 4 debug, 5
+   *     trace
+   */
+  static native void initLogging(int maxLevel);
+
+  /**
    * Returns a description of the native library's version, for diagnostics.
    *
    * @return the version text, never empty

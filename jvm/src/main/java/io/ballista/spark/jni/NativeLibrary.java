@@ -9,6 +9,8 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.nio.file.StandardCopyOption;
 import java.util.Locale;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Loads the native engine ({@code libballista_spark.so}) into the JVM, once.
@@ -32,6 +34,8 @@ public final class NativeLibrary {
 
   /** Classpath resource of the bundled library (built for Linux on x86-64 only). */
   public static final String RESOURCE = "/linux-x86_64/libballista_spark.so";
+
+  private static final Logger LOG = LoggerFactory.getLogger(NativeLibrary.class);
 
   private static volatile String loadedPath;
 
@@ -58,6 +62,12 @@ public final class NativeLibrary {
     }
     System.load(path);
     loadedPath = path;
+    NativeLog.start();
+    LOG.info(
+        "Ballista native engine {} loaded from {} (native log level {})",
+        NativeEngine.version(),
+        path,
+        NativeLog.levelName());
   }
 
   /**

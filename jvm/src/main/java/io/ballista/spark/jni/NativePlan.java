@@ -27,7 +27,9 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   // Kept reachable for as long as the native plan may call them.
   private final BatchSource[] inputs;
   private final VectorSchemaRoot root;
-  private long handle;
+  // Guards the handle against a cancel from another thread racing a close.
+  private final Object handleLock = new Object();
+  private volatile long handle;
   private boolean batchPending;
   private boolean finished;
   private Throwable failure;
@@ -160,6 +162,34 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   }
 
   /**
+   * Returns the metrics the native operators counted so far, as a serialized {@code
+   * ballista.plan.PlanMetrics} message (one entry per plan node with a metrics id).
+   *
+   * @return the serialized metrics
+   * @throws IllegalStateException if the plan is closed
+   * @throws NativeException on a native error
+   */
+  public byte[] metrics() {
+    long h = handle;
+    if (h == 0) {
+      throw new IllegalStateException("the native plan is closed");
+    }
+    return NativeEngine.planMetrics(h);
+  }
+
+  /**
+   * Stops the plan from another thread: the pending or next {@link #hasNext()} throws a {@link
+   * NativeException} saying it was cancelled. Does nothing once the plan is closed.
+   */
+  public void cancel() {
+    synchronized (handleLock) {
+      if (handle != 0) {
+        NativeEngine.cancelPlan(handle);
+      }
+    }
+  }
+
+  /**
    * Releases the current batch and the native plan; safe to call more than once. After it, {@link
    * #hasNext()} returns {@code false}.
    *
@@ -168,11 +198,14 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
    */
   @Override
   public void close() {
-    if (handle == 0) {
-      return;
+    long h;
+    synchronized (handleLock) {
+      if (handle == 0) {
+        return;
+      }
+      h = handle;
+      handle = 0;
     }
-    long h = handle;
-    handle = 0;
     batchPending = false;
     try {
       root.close();

@@ -37,8 +37,7 @@ case class BallistaColumnarRule(session: SparkSession) extends ColumnarRule {
 
 object RemoveRowToColumnarBelowNative extends Rule[SparkPlan] {
   override def apply(plan: SparkPlan): SparkPlan = plan.transformUp {
-    case native @ (_: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
-        _: BallistaBroadcastExchangeExec) =>
+    case native @ NativeOperator() =>
       val children = native.children.map {
         case RowToColumnarExec(child) => child
         case other => other
@@ -60,14 +59,8 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
   }
 
   private def translate(operator: SparkPlan): SparkPlan = operator match {
-    case native @ (_: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
-        _: BallistaBroadcastExchangeExec) =>
-      native
-    // Plumbing of adaptive execution and of Spark's own transitions: not operators to run.
-    case _: AdaptiveSparkPlanExec | _: QueryStageExec | _: AQEShuffleReadExec |
-        _: ColumnarToRowTransition | _: RowToColumnarTransition | _: InputAdapter |
-        _: WholeStageCodegenExec | _: ReusedExchangeExec =>
-      operator
+    case native @ NativeOperator() => native
+    case PlanPlumbing() => operator
     // Constant rows (also what adaptive execution leaves of an empty input): native operators
     // read them as Arrow, nothing to compute.
     case _: LocalTableScanExec => operator
@@ -87,6 +80,30 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
           }
           if (children == operator.children) operator else operator.withNewChildren(children)
       }
+  }
+}
+
+/** Matches the operators that run natively. */
+object NativeOperator {
+  def unapply(plan: SparkPlan): Boolean = plan match {
+    case _: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
+        _: BallistaBroadcastExchangeExec =>
+      true
+    case _ => false
+  }
+}
+
+/**
+ * Matches the plumbing of adaptive execution and Spark's own transitions and reuse: nodes that
+ * are not operators to run natively, nor fallbacks.
+ */
+object PlanPlumbing {
+  def unapply(plan: SparkPlan): Boolean = plan match {
+    case _: AdaptiveSparkPlanExec | _: QueryStageExec | _: AQEShuffleReadExec |
+        _: ColumnarToRowTransition | _: RowToColumnarTransition | _: InputAdapter |
+        _: WholeStageCodegenExec | _: ReusedExchangeExec =>
+      true
+    case _ => false
   }
 }
 

@@ -6,6 +6,7 @@ import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{Attribute, SortOrder}
 import org.apache.spark.sql.catalyst.plans.physical.{Distribution, Partitioning}
 import org.apache.spark.sql.execution.{LeafExecNode, SparkPlan}
+import org.apache.spark.sql.execution.metric.SQLMetric
 import org.apache.spark.sql.vectorized.ColumnarBatch
 
 /**
@@ -57,6 +58,9 @@ abstract class BallistaExec extends SparkPlan {
   override def requiredChildOrdering: Seq[Seq[SortOrder]] = original.requiredChildOrdering
 
   override def supportsColumnar: Boolean = true
+
+  /** What the engine counts for this operator's plan node (see [[NativeMetrics]]). */
+  override lazy val metrics: Map[String, SQLMetric] = NativeMetrics.operator(sparkContext)
 
   /**
    * Spark's operator over the canonical children: equal results make equal canonical plans,

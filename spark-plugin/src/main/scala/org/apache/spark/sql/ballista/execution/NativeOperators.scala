@@ -39,6 +39,7 @@ import org.apache.spark.sql.execution.{
 }
 import org.apache.spark.sql.execution.aggregate.{BaseAggregateExec, SortAggregateExec}
 import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
+import org.apache.spark.sql.execution.metric.SQLMetric
 
 /** Spark's Parquet `FileSourceScanExec`, read natively over the same file splits. */
 case class BallistaParquetScanExec(
@@ -50,6 +51,9 @@ case class BallistaParquetScanExec(
     with LeafExecNode {
 
   override def nodeName: String = "BallistaParquetScan"
+
+  override lazy val metrics: Map[String, SQLMetric] =
+    NativeMetrics.operator(sparkContext) ++ NativeMetrics.scan(sparkContext)
 
   override protected def copyWithParentFallback(reason: String): BallistaExec =
     copy(parentFallback = Some(reason))

@@ -3,7 +3,9 @@ package org.apache.spark.sql.ballista.execution
 import scala.collection.mutable.ArrayBuffer
 
 import io.ballista.spark.BallistaConf
-import io.ballista.spark.jni.{Allocators, BatchSource, NativePlan}
+import scala.util.control.NonFatal
+
+import io.ballista.spark.jni.{Allocators, BatchSource, NativeException, NativePlan}
 import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanNode, Schema => PSchema}
 import org.apache.spark.{OneToOneDependency, Partition, SparkContext, TaskContext}
 import org.apache.spark.broadcast.Broadcast
@@ -15,6 +17,7 @@ import org.apache.spark.sql.catalyst.plans.physical.BroadcastPartitioning
 import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
 import org.apache.spark.sql.execution.adaptive.{AQEShuffleReadExec, QueryStageExec}
 import org.apache.spark.sql.execution.exchange.ReusedExchangeExec
+import org.apache.spark.sql.execution.metric.SQLMetric
 import org.apache.spark.sql.types.{BinaryType, StructType}
 import org.apache.spark.sql.vectorized.{ArrowColumnVector, ColumnVector, ColumnarBatch}
 
@@ -49,12 +52,15 @@ private[ballista] class NativePartition(
 /**
  * Runs a native plan per task. Partitions come from Spark's file splits of the plan's one
  * Parquet scan, or from its partitioned inputs (zipped, as Spark's planner lines them up).
+ * `operatorMetrics(i)` receives what the engine counted for the plan node with metrics id
+ * `i + 1`.
  */
 private[ballista] class NativePlanRDD(
     sc: SparkContext,
     @transient private val nativePartitions: Array[NativePartition],
     inputs: Seq[NativeInput],
-    batchSize: Int
+    batchSize: Int,
+    operatorMetrics: IndexedSeq[Map[String, SQLMetric]] = IndexedSeq.empty
 ) extends RDD[ColumnarBatch](sc, NativePlanRDD.dependencies(inputs))
     with Logging {
 
@@ -68,7 +74,11 @@ private[ballista] class NativePlanRDD(
     // plan goes first: it holds the input batches exported from the allocator.
     context.addTaskCompletionListener[Unit] { _ =>
       try {
-        if (plan != null) plan.close()
+        if (plan != null) {
+          TaskKillWatcher.unwatch(plan)
+          addMetrics(plan)
+          plan.close()
+        }
       } finally {
         try allocator.close()
         catch {
@@ -93,8 +103,18 @@ private[ballista] class NativePlanRDD(
       }
     }.toArray
     plan = NativePlan.execute(partition.planBytes, sources, allocator)
+    TaskKillWatcher.watch(plan, context)
     new NativeBatchIterator(plan, context)
   }
+
+  /** Adds the task's counts to the operators' metrics; a failure to read them is no error. */
+  private def addMetrics(plan: NativePlan): Unit =
+    if (operatorMetrics.nonEmpty) {
+      try NativeMetrics.add(plan.metrics(), operatorMetrics)
+      catch {
+        case NonFatal(e) => logWarning(s"native metrics of the task are lost: $e")
+      }
+    }
 }
 
 /** Native output batches as Spark `ColumnarBatch`es over the imported Arrow vectors. */
@@ -104,7 +124,13 @@ private class NativeBatchIterator(plan: NativePlan, context: TaskContext)
   override def hasNext: Boolean = {
     // Lets Spark stop a killed task between batches.
     context.killTaskIfInterrupted()
-    plan.hasNext
+    try plan.hasNext
+    catch {
+      case e: NativeException if context.isInterrupted() =>
+        // Cancelled by TaskKillWatcher: Spark expects its own kind of exception for a kill.
+        context.killTaskIfInterrupted()
+        throw e
+    }
   }
 
   override def next(): ColumnarBatch = {
@@ -135,13 +161,14 @@ private[ballista] object NativePlanRDD {
     val drivingScan = if (scans.size == 1 && partitionedOthers == 0) scans.headOption else None
     val inputLeaves = leaves.filterNot(l => drivingScan.exists(_ eq l))
     val inputs = inputLeaves.map(inputOf)
+    val metered = meteredOperators(root, inputLeaves)
     val conf = root.conf
     val batchSize = BallistaConf.BatchSize.get(conf)
 
     def planBytes(partition: Int): Array[Byte] =
       Plan
         .newBuilder()
-        .setRoot(build(root, inputLeaves, partition))
+        .setRoot(build(root, inputLeaves, metered, partition))
         .setOutputSchema(TypeSerde.schema(root.output))
         .setSessionTimezone(conf.sessionLocalTimeZone)
         .setBatchSize(batchSize)
@@ -168,7 +195,29 @@ private[ballista] object NativePlanRDD {
           new NativePartition(i, bytes, partitioned.map(_.partitions(i)).toArray)
         }.toArray
     }
-    new NativePlanRDD(root.session.sparkContext, partitions, inputs.toSeq, batchSize)
+    new NativePlanRDD(
+      root.session.sparkContext,
+      partitions,
+      inputs.toSeq,
+      batchSize,
+      metered.map(_.metrics)
+    )
+  }
+
+  /** The native operators of the plan rooted at `root`; metrics id = position + 1. */
+  private def meteredOperators(
+      root: SparkPlan,
+      inputs: Seq[SparkPlan]
+  ): IndexedSeq[BallistaExec] = {
+    val found = ArrayBuffer[BallistaExec]()
+    def visit(plan: SparkPlan): Unit = plan match {
+      case native: BallistaExec if !inputs.exists(_ eq native) =>
+        found += native
+        native.children.foreach(visit)
+      case _ =>
+    }
+    visit(root)
+    found.toIndexedSeq
   }
 
   def dependencies(inputs: Seq[NativeInput]): Seq[OneToOneDependency[_]] =
@@ -263,10 +312,20 @@ private[ballista] object NativePlanRDD {
     }
   }
 
-  private def build(plan: SparkPlan, inputs: Seq[SparkPlan], partition: Int): PlanNode =
+  private def build(
+      plan: SparkPlan,
+      inputs: Seq[SparkPlan],
+      metered: IndexedSeq[BallistaExec],
+      partition: Int
+  ): PlanNode =
     plan match {
       case native: BallistaExec if !inputs.exists(_ eq native) =>
-        native.planNode(native.children.map(build(_, inputs, partition)), partition)
+        val children = native.children.map(build(_, inputs, metered, partition))
+        native
+          .planNode(children, partition)
+          .toBuilder
+          .setMetricsId(metered.indexWhere(_ eq native) + 1)
+          .build()
       case other =>
         leafNode(
           inputs.indexWhere(_ eq other),

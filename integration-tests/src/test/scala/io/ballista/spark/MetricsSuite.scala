@@ -1,0 +1,136 @@
+package io.ballista.spark
+
+import java.util.concurrent.ConcurrentLinkedQueue
+
+import scala.collection.JavaConverters._
+import scala.concurrent.{Await, Future}
+import scala.concurrent.ExecutionContext.Implicits.global
+import scala.concurrent.duration._
+
+import io.ballista.spark.jni.{NativeEngine, NativeLog}
+import org.apache.logging.log4j.LogManager
+import org.apache.logging.log4j.core.{LogEvent, Logger => CoreLogger}
+import org.apache.logging.log4j.core.appender.AbstractAppender
+import org.apache.logging.log4j.core.config.Property
+import org.apache.spark.SparkException
+import org.apache.spark.sql.{DataFrame, SparkSession}
+import org.apache.spark.sql.execution.SparkPlan
+import org.scalatest.concurrent.Eventually._
+import org.scalatest.funsuite.AnyFunSuite
+import org.scalatest.time.{Seconds, Span}
+
+/**
+ * Native operators' SQL metrics (checked against what known data must give) and the
+ * cancellation of tasks blocked in native code.
+ */
+class MetricsSuite extends AnyFunSuite {
+
+  private def spark: SparkSession = SparkFixture.session
+
+  /** ids 0 until `rows`, sorted, with `k = id % 10`, in row groups of about 100 rows. */
+  private def numbers(name: String, rows: Long): Unit = {
+    val path = SparkFixture.tempDir("ballista-metrics").resolve(s"$name.parquet").toString
+    spark.conf.set("spark.ballista.enabled", "false")
+    spark
+      .range(0, rows, 1, 1)
+      .selectExpr("id", "id % 10 AS k")
+      .write
+      .option("parquet.block.size", "1024")
+      .parquet(path)
+    spark.read.parquet(path).createOrReplaceTempView(name)
+    spark.conf.set("spark.ballista.enabled", "true")
+  }
+
+  private def native(df: DataFrame, nodeName: String): SparkPlan =
+    SparkFixture
+      .operators(df.queryExecution.executedPlan)
+      .find(_.nodeName == nodeName)
+      .getOrElse(fail(s"no $nodeName in ${df.queryExecution.executedPlan}"))
+
+  private def metric(plan: SparkPlan, name: String): Long =
+    plan.metrics.getOrElse(name, fail(s"${plan.nodeName} has no metric $name")).value
+
+  test("scan and filter report their own output rows, bytes and pruned row groups") {
+    numbers("metered", 10000)
+    val df = SparkFixture.assertSameAsSpark(
+      spark,
+      "SELECT id FROM metered WHERE id >= 9000 AND k = 3",
+      ordered = false
+    )
+    val scan = native(df, "BallistaParquetScan")
+    val filter = native(df, "BallistaFilter")
+    // Row groups hold consecutive ids: statistics skip those below 9000, and the scan
+    // returns the rows of the row groups it reads (at least the 1000 ids >= 9000).
+    assert(metric(scan, "numRowGroupsPruned") > 0)
+    val scanned = metric(scan, "numOutputRows")
+    assert(scanned >= 1000 && scanned < 10000, s"scan rows $scanned")
+    assert(metric(scan, "bytesScanned") > 0)
+    assert(metric(filter, "numOutputRows") == 100)
+    assert(metric(filter, "numOutputBatches") >= 1)
+    assert(metric(filter, "nativeTime") > 0)
+  }
+
+  test("aggregations report rows and peak memory") {
+    numbers("grouped", 5000)
+    val df = SparkFixture.assertSameAsSpark(
+      spark,
+      "SELECT k, count(*), sum(id) FROM grouped GROUP BY k",
+      ordered = false
+    )
+    val aggregates = SparkFixture
+      .operators(df.queryExecution.executedPlan)
+      .filter(_.nodeName == "BallistaHashAggregate")
+    assert(aggregates.size == 2)
+    // Both phases output one row per key (the partial one per task) and count the memory
+    // of their hash tables.
+    aggregates.foreach { a =>
+      assert(metric(a, "numOutputRows") >= 10, a)
+      assert(metric(a, "peakMemory") > 0, a)
+    }
+  }
+
+  /** The messages the native library logs (through `NativeLog`) while `body` runs. */
+  private def nativeLogDuring(body: => Unit): Seq[String] = {
+    val messages = new ConcurrentLinkedQueue[String]()
+    val appender = new AbstractAppender("ballista-test", null, null, true, Property.EMPTY_ARRAY) {
+      override def append(event: LogEvent): Unit =
+        messages.add(event.getMessage.getFormattedMessage)
+    }
+    appender.start()
+    val logger = LogManager.getLogger(NativeLog.LOGGER_NAME).asInstanceOf[CoreLogger]
+    logger.addAppender(appender)
+    try body
+    finally logger.removeAppender(appender)
+    messages.asScala.toSeq
+  }
+
+  test("cancelling a job stops a task blocked in native code; the next query succeeds") {
+    numbers("exploding", 200000)
+    val logged = nativeLogDuring(cancelExplodingJoin())
+    // The native engine's own log line, through the JVM's log4j2 configuration.
+    assert(logged.exists(_.contains("native task plan cancelled")), logged)
+  }
+
+  private def cancelExplodingJoin(): Unit = {
+    // 20,000 rows per key on both sides: 4 billion joined rows, counted inside one native
+    // plan per task (broadcast hash join + partial count), far longer than the test waits.
+    val query = Future {
+      spark.sparkContext.setJobGroup("ballista-native-cancel", "cancel", interruptOnCancel = false)
+      spark.sql("SELECT count(*) FROM exploding a JOIN exploding b ON a.k = b.k").collect()
+    }
+    // The broadcast's small job comes first; the join's job then runs for minutes.
+    eventually(timeout(Span(60, Seconds))) { assert(NativeEngine.openPlanCount() > 0) }
+    Thread.sleep(5000)
+    assert(NativeEngine.openPlanCount() > 0)
+    // Without interrupting the thread: only the native cancellation can stop the task.
+    spark.sparkContext.cancelJobGroup("ballista-native-cancel")
+    val error = intercept[SparkException](Await.result(query, 60.seconds))
+    assert(error.getMessage.toLowerCase.contains("cancel"), error.getMessage)
+    eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
+    SparkFixture.assertSameAsSpark(
+      spark,
+      "SELECT k, count(*) FROM exploding WHERE id < 100 GROUP BY k",
+      ordered = false
+    )
+  }
+}

@@ -34,6 +34,17 @@ def register_tables(spark, data_dir):
             raise SystemExit(f"table {table} not found under {data_dir}")
 
 
+def query_numbers(spec):
+    """TPC-H query numbers from "all" or a comma-separated list such as "1,6,9"."""
+    return range(1, 23) if spec == "all" else [int(q) for q in spec.split(",")]
+
+
+def read_query(number):
+    """The SQL text of TPC-H query `number`."""
+    with open(os.path.join(QUERY_DIR, f"q{number:02d}.sql")) as f:
+        return f.read()
+
+
 def run(spark, sql, native, runs):
     """Collects the query once to warm up, then `runs` more times; median seconds."""
     spark.conf.set("spark.ballista.enabled", "true" if native else "false")
@@ -74,11 +85,8 @@ def main():
 
     failures = 0
     results = []
-    numbers = (range(1, 23) if args.queries == "all"
-               else [int(q) for q in args.queries.split(",")])
-    for number in numbers:
-        with open(os.path.join(QUERY_DIR, f"q{number:02d}.sql")) as f:
-            sql = f.read()
+    for number in query_numbers(args.queries):
+        sql = read_query(number)
         vanilla_time, vanilla_rows, _, _ = run(spark, sql, native=False, runs=args.runs)
         native_time, native_rows, plan, fallbacks = run(spark, sql, native=True, runs=args.runs)
         identical = vanilla_rows == native_rows

@@ -9,11 +9,36 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use datafusion::common::{Result, resources_err};
+
 /// [`System`] with counters of bytes in use and their peak.
 pub struct CountingAllocator;
 
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// 0: no limit.
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the most native memory tasks may hold before they fail (0: no limit).
+pub fn set_limit(bytes: usize) {
+    LIMIT.store(bytes, Ordering::Relaxed);
+}
+
+/// An error if the bytes in use pass the limit: checked between batches, so that a task
+/// fails with a message (and Spark can retry it) before the process outgrows its container.
+pub fn check_limit() -> Result<()> {
+    within_limit(CountingAllocator::in_use(), LIMIT.load(Ordering::Relaxed))
+}
+
+fn within_limit(in_use: usize, limit: usize) -> Result<()> {
+    if limit > 0 && in_use > limit {
+        return resources_err!(
+            "native memory in use ({in_use} bytes) exceeds spark.ballista.memory.nativeLimit \
+             ({limit} bytes)"
+        );
+    }
+    Ok(())
+}
 
 impl CountingAllocator {
     /// Bytes allocated and not yet freed.
@@ -21,9 +46,14 @@ impl CountingAllocator {
         IN_USE.load(Ordering::Relaxed)
     }
 
-    /// The highest [`Self::in_use`] seen.
+    /// The highest [`Self::in_use`] seen since the last [`Self::reset_peak`].
     pub fn peak() -> usize {
         PEAK.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new peak from the bytes in use now (for measuring one query).
+    pub fn reset_peak() {
+        PEAK.store(IN_USE.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     fn added(size: usize) {
@@ -96,5 +126,16 @@ mod tests {
         // SAFETY: allocated above with `layout`.
         unsafe { CountingAllocator.dealloc(block, layout) };
         assert!(CountingAllocator::in_use() <= before);
+    }
+
+    #[test]
+    fn the_limit_fails_tasks_only_when_passed() {
+        assert!(super::within_limit(100, 100).is_ok());
+        assert!(super::within_limit(1 << 40, 0).is_ok(), "0 is no limit");
+        let error = super::within_limit(101, 100).unwrap_err().to_string();
+        assert!(
+            error.contains("spark.ballista.memory.nativeLimit"),
+            "{error}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! over a join that multiplies rows computes for minutes inside one poll of the top stream.
 //! So the cancellation check sits between operators: every Spark operator's engine plan is
 //! wrapped in an [`OperatorBoundaryExec`] that fails its stream at the next batch once the task
-//! is cancelled. The same wrapper gives the operator's engine operators a [`NodeMemoryPool`].
+//! is cancelled, or once native memory passes its limit (see [`crate::allocator`]). The same wrapper gives the operator's engine operators a [`NodeMemoryPool`].
 
 use std::fmt::{self, Debug, Formatter};
 use std::sync::Arc;
@@ -133,10 +133,10 @@ impl ExecutionPlan for OperatorBoundaryExec {
         let cancellation = self.cancellation.clone();
         let stream = input.map(move |batch| {
             if cancellation.is_cancelled() {
-                Err(Cancellation::error())
-            } else {
-                batch
+                return Err(Cancellation::error());
             }
+            crate::allocator::check_limit()?;
+            batch
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }

@@ -3,7 +3,8 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -11,6 +12,8 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use ballista_spark_proto as pb;
 use datafusion::common::{DataFusionError, Result, exec_err, plan_datafusion_err};
 use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManager, DiskManagerMode};
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionConfig;
@@ -20,11 +23,13 @@ use prost::Message;
 
 use crate::boundary::Cancellation;
 use crate::input::BatchSource;
+use crate::memory::{MemoryBroker, SparkMemoryPool, runtime_with_pool};
 use crate::metrics::MeteredNodes;
 use crate::planner::PhysicalPlanner;
 use crate::types::arrow_schema;
 
 const DEFAULT_BATCH_SIZE: usize = 8192;
+const SORT_SPILL_RESERVATION: usize = 1 << 20;
 
 /// The process-wide Tokio runtime that drives native plans. Task threads block on it; the
 /// worker threads run what DataFusion spawns (e.g. Parquet prefetching).
@@ -49,6 +54,42 @@ fn runtime_env() -> Arc<RuntimeEnv> {
     Arc::clone(ENV.get_or_init(|| Arc::new(RuntimeEnv::default())))
 }
 
+/// Where operators spill, once set (Spark's local directories on an executor).
+static SPILL_DISK: Mutex<Option<Arc<DiskManager>>> = Mutex::new(None);
+
+/// Makes operators spill into `dirs` (one chosen at random per file) instead of the OS's
+/// temporary directory.
+pub fn set_spill_directories(dirs: Vec<PathBuf>) -> Result<()> {
+    if dirs.is_empty() {
+        return exec_err!("no spill directories given");
+    }
+    let disk = DiskManager::builder()
+        .with_mode(DiskManagerMode::Directories(dirs))
+        .build()?;
+    let mut spill = SPILL_DISK
+        .lock()
+        .map_err(|_| DataFusionError::Execution("spill settings poisoned".into()))?;
+    *spill = Some(Arc::new(disk));
+    Ok(())
+}
+
+/// The runtime of one task: its memory pool is Spark's when `memory` is given.
+fn task_runtime(memory: Option<Arc<dyn MemoryBroker>>) -> Arc<RuntimeEnv> {
+    let base = runtime_env();
+    let disk = SPILL_DISK
+        .lock()
+        .ok()
+        .and_then(|d| d.clone())
+        .unwrap_or_else(|| Arc::clone(&base.disk_manager));
+    let pool = match memory {
+        Some(broker) => Arc::new(SparkMemoryPool::new(broker)) as Arc<dyn MemoryPool>,
+        None => Arc::clone(&base.memory_pool),
+    };
+    let mut runtime = runtime_with_pool(&base, pool);
+    runtime.disk_manager = disk;
+    Arc::new(runtime)
+}
+
 /// One task's native execution: its output stream, Spark's expected schema, and what its
 /// metrics and cancellation need.
 pub struct TaskExecution {
@@ -60,15 +101,24 @@ pub struct TaskExecution {
 
 impl TaskExecution {
     /// Decodes `plan_bytes` and starts executing it.
-    pub fn try_new(plan_bytes: &[u8], inputs: Vec<Arc<dyn BatchSource>>) -> Result<Self> {
+    pub fn try_new(
+        plan_bytes: &[u8],
+        inputs: Vec<Arc<dyn BatchSource>>,
+        memory: Option<Arc<dyn MemoryBroker>>,
+    ) -> Result<Self> {
         let plan = pb::Plan::decode(plan_bytes).map_err(|e| {
             plan_datafusion_err!("malformed plan ({} bytes): {e}", plan_bytes.len())
         })?;
-        Self::from_plan(&plan, inputs)
+        Self::from_plan(&plan, inputs, memory)
     }
 
-    /// Builds and starts executing `plan`.
-    pub fn from_plan(plan: &pb::Plan, inputs: Vec<Arc<dyn BatchSource>>) -> Result<Self> {
+    /// Builds and starts executing `plan`; its operators reserve memory from `memory` (Spark)
+    /// if given, else without limit.
+    pub fn from_plan(
+        plan: &pb::Plan,
+        inputs: Vec<Arc<dyn BatchSource>>,
+        memory: Option<Arc<dyn MemoryBroker>>,
+    ) -> Result<Self> {
         let batch_size = match plan.batch_size {
             0 => DEFAULT_BATCH_SIZE,
             n => n as usize,
@@ -84,7 +134,7 @@ impl TaskExecution {
                 .ok_or_else(|| plan_datafusion_err!("plan has no output schema"))?,
         )?);
         let cancellation = Cancellation::default();
-        let env = runtime_env();
+        let env = task_runtime(memory);
         let planner = PhysicalPlanner::new(batch_size, inputs)
             .with_cancellation(cancellation.clone())
             .with_task_memory(Arc::clone(&env.memory_pool));
@@ -95,10 +145,14 @@ impl TaskExecution {
         );
         check_output_types(&physical.schema(), &output_schema)?;
 
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_batch_size(batch_size)
             // Spark parallelises across tasks; each task runs one partition.
             .with_target_partitions(1);
+        // What a sort sets aside for merging its spill files: DataFusion's 10 MiB default
+        // exceeds a task's share of a small off-heap pool, which would fail the sort instead
+        // of spilling it.
+        config.options_mut().execution.sort_spill_reservation_bytes = SORT_SPILL_RESERVATION;
         let context = Arc::new(
             TaskContext::default()
                 .with_session_config(config)
@@ -145,7 +199,13 @@ impl TaskExecution {
         loop {
             match next_blocking(stream)? {
                 Some(Ok(batch)) if batch.num_rows() == 0 => continue,
-                Some(Ok(batch)) => return conform_output(batch, &self.output_schema).map(Some),
+                Some(Ok(batch)) => {
+                    if let Err(e) = crate::allocator::check_limit() {
+                        self.stream = None;
+                        return Err(e);
+                    }
+                    return conform_output(batch, &self.output_schema).map(Some);
+                }
                 Some(Err(e)) => {
                     self.stream = None;
                     return Err(self.cancelled_or(e));

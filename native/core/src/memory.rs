@@ -115,9 +115,9 @@ const RELEASE_SLACK: usize = 1 << 20;
 ///
 /// A refused reservation of an operator that can spill (sort, aggregation, sort-merge join
 /// buffering) fails with `ResourcesExhausted`, on which the operator spills and retries. An
-/// operator that cannot spill (a hash join's build side) gets what Spark could grant and
-/// proceeds over it: failing the query would help no one, and the bytes are still counted
-/// (see [`crate::allocator`]).
+/// operator that cannot spill (a hash join's build side), or that has spilled everything it
+/// held, gets what Spark could grant and proceeds over it: failing the query would help no
+/// one, and the bytes are still counted (see [`crate::allocator`]).
 #[derive(Debug)]
 pub struct SparkMemoryPool {
     broker: Arc<dyn MemoryBroker>,
@@ -219,8 +219,11 @@ impl MemoryPool for SparkMemoryPool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        // Refusing helps only an operator that can spill and holds something to spill; one
+        // that has spilled everything needs the memory of its next batch to make progress.
+        let must_fit = reservation.consumer().can_spill() && reservation.size() > 0;
         let mut state = self.state();
-        self.grow_state(&mut state, additional, reservation.consumer().can_spill())
+        self.grow_state(&mut state, additional, must_fit)
     }
 
     fn reserved(&self) -> usize {
@@ -290,7 +293,9 @@ mod tests {
         let sorter = MemoryConsumer::new("sorter")
             .with_can_spill(true)
             .register(&pool);
-        sorter.try_grow(600).unwrap();
+        // Holding nothing, it has nothing to spill: granted over the limit.
+        sorter.try_grow(1200).unwrap();
+        sorter.shrink(600);
         let error = sorter.try_grow(600).unwrap_err();
         assert!(
             matches!(

@@ -62,7 +62,8 @@ fn each_tagged_node_reports_its_own_rows() -> Result<()> {
         })),
         1,
     );
-    let mut execution = TaskExecution::from_plan(&plan(expand, a()), vec![source(numbers())])?;
+    let mut execution =
+        TaskExecution::from_plan(&plan(expand, a()), vec![source(numbers())], None)?;
     let mut rows = 0;
     while let Some(batch) = execution.next_batch()? {
         rows += batch.num_rows();
@@ -95,7 +96,7 @@ fn each_tagged_node_reports_its_own_rows() -> Result<()> {
 fn an_untagged_plan_reports_nothing() -> Result<()> {
     let a = vec![field("a", ty(pb::TypeId::Int64))];
     let mut execution =
-        TaskExecution::from_plan(&plan(input(0, a.clone()), a), vec![source(numbers())])?;
+        TaskExecution::from_plan(&plan(input(0, a.clone()), a), vec![source(numbers())], None)?;
     while execution.next_batch()?.is_some() {}
     assert!(execution.metrics().nodes.is_empty());
     Ok(())
@@ -105,7 +106,7 @@ fn an_untagged_plan_reports_nothing() -> Result<()> {
 fn cancelling_makes_the_next_batch_fail() -> Result<()> {
     let a = vec![field("a", ty(pb::TypeId::Int64))];
     let mut execution =
-        TaskExecution::from_plan(&plan(input(0, a.clone()), a), vec![source(numbers())])?;
+        TaskExecution::from_plan(&plan(input(0, a.clone()), a), vec![source(numbers())], None)?;
     assert!(execution.next_batch()?.is_some());
     execution.canceller().cancel();
     let error = execution.next_batch().expect_err("a cancelled plan fails");
@@ -150,7 +151,8 @@ fn a_hash_aggregate_reports_its_peak_memory() -> Result<()> {
         1,
     );
     let out = vec![field("a", long_ty()), field("count", long_ty())];
-    let mut execution = TaskExecution::from_plan(&plan(aggregate, out), vec![source(numbers())])?;
+    let mut execution =
+        TaskExecution::from_plan(&plan(aggregate, out), vec![source(numbers())], None)?;
     let mut rows = 0;
     while let Some(batch) = execution.next_batch()? {
         rows += batch.num_rows();

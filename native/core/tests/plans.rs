@@ -103,7 +103,7 @@ fn plan(root: pb::PlanNode, output: Vec<pb::Field>) -> pb::Plan {
 }
 
 fn run(plan: &pb::Plan, inputs: Vec<Arc<dyn BatchSource>>) -> Result<Vec<RecordBatch>> {
-    let mut execution = TaskExecution::from_plan(plan, inputs)?;
+    let mut execution = TaskExecution::from_plan(plan, inputs, None)?;
     let mut batches = vec![];
     while let Some(batch) = execution.next_batch()? {
         batches.push(batch);
@@ -435,7 +435,7 @@ fn global_aggregate_over_empty_input_matches_spark() -> Result<()> {
 
 #[test]
 fn malformed_and_inconsistent_plans_are_errors() {
-    assert!(TaskExecution::try_new(&[0xff, 0x13, 0x42], vec![]).is_err());
+    assert!(TaskExecution::try_new(&[0xff, 0x13, 0x42], vec![], None).is_err());
     // Column index out of range.
     let input = node(pb::plan_node::Kind::JvmInput(pb::JvmInput {
         index: 0,
@@ -451,6 +451,7 @@ fn malformed_and_inconsistent_plans_are_errors() {
     let err = TaskExecution::from_plan(
         &plan(projection, vec![field("a", ty(pb::TypeId::Int64))]),
         vec![source],
+        None,
     )
     .err()
     .expect("out of range column must fail");
@@ -460,7 +461,7 @@ fn malformed_and_inconsistent_plans_are_errors() {
         index: 3,
         schema: Some(pb::Schema { fields: vec![] }),
     }));
-    assert!(TaskExecution::from_plan(&plan(input, vec![]), vec![]).is_err());
+    assert!(TaskExecution::from_plan(&plan(input, vec![]), vec![], None).is_err());
 }
 
 #[test]

@@ -47,24 +47,25 @@ impl JvmBatchSource {
             errors,
         })
     }
+}
 
-    fn java_exception(&self, env: &mut JNIEnv) -> DataFusionError {
-        let description = match env.exception_occurred() {
-            Ok(throwable) if !throwable.is_null() => {
-                let _ = env.exception_clear();
-                let text = env
-                    .call_method(&throwable, "toString", "()Ljava/lang/String;", &[])
-                    .and_then(|v| v.l())
-                    .and_then(|s| env.get_string(&s.into()).map(String::from))
-                    .unwrap_or_else(|_| "a Java exception".to_string());
-                if let Ok(global) = env.new_global_ref(&throwable) {
-                    self.errors.set(global);
-                }
-                text
+/// Takes the pending Java exception: keeps it in `errors` to be rethrown as is at the JNI
+/// boundary, and returns its description for the native error on the way there.
+pub fn take_java_exception(env: &mut JNIEnv, errors: &JavaErrorSlot) -> String {
+    match env.exception_occurred() {
+        Ok(throwable) if !throwable.is_null() => {
+            let _ = env.exception_clear();
+            let text = env
+                .call_method(&throwable, "toString", "()Ljava/lang/String;", &[])
+                .and_then(|v| v.l())
+                .and_then(|s| env.get_string(&s.into()).map(String::from))
+                .unwrap_or_else(|_| "a Java exception".to_string());
+            if let Ok(global) = env.new_global_ref(&throwable) {
+                errors.set(global);
             }
-            _ => "unknown Java error".to_string(),
-        };
-        DataFusionError::Execution(format!("JVM input failed: {description}"))
+            text
+        }
+        _ => "unknown Java error".to_string(),
     }
 }
 
@@ -93,7 +94,8 @@ impl BatchSource for JvmBatchSource {
         let has_next = match has_next.and_then(|v| v.z()) {
             Ok(b) => b,
             Err(_) if env.exception_check().unwrap_or(false) => {
-                return Err(self.java_exception(&mut env));
+                let description = take_java_exception(&mut env, &self.errors);
+                return exec_err!("JVM input failed: {description}");
             }
             Err(e) => return exec_err!("calling BatchSource.next failed: {e}"),
         };

@@ -9,6 +9,7 @@ pub mod capi;
 mod client;
 mod errors;
 mod logging;
+mod memory_broker;
 mod result_stream;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,12 +21,14 @@ use ballista_spark_core::allocator::CountingAllocator;
 use ballista_spark_core::execution::{TaskCanceller, TaskExecution};
 use ballista_spark_core::input::BatchSource;
 use jni::JNIEnv;
-use jni::objects::{JByteArray, JClass, JObjectArray, JString};
+use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{JNI_FALSE, JNI_TRUE, jboolean, jbyteArray, jint, jlong, jstring};
 use prost::Message;
 
+use ballista_spark_core::memory::{MemoryBroker, SparkMemoryPool};
 use batch_source::{JavaErrorSlot, JvmBatchSource};
 use errors::{NativeError, run_jni};
+use memory_broker::JvmMemoryBroker;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -64,6 +67,7 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_createPlan<'local
     _class: JClass<'local>,
     plan: JByteArray<'local>,
     inputs: JObjectArray<'local>,
+    memory: JObject<'local>,
 ) -> jlong {
     run_jni(&mut env, 0, |env| {
         let bytes = env.convert_byte_array(&plan)?;
@@ -80,7 +84,16 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_createPlan<'local
                 )?));
             }
         }
-        let execution = TaskExecution::try_new(&bytes, sources)?;
+        let memory: Option<Arc<dyn MemoryBroker>> = if memory.is_null() {
+            None
+        } else {
+            Some(Arc::new(JvmMemoryBroker::new(
+                env,
+                &memory,
+                java_error.clone(),
+            )?))
+        };
+        let execution = TaskExecution::try_new(&bytes, sources, memory)?;
         OPEN_PLANS.fetch_add(1, Ordering::SeqCst);
         let handle = Box::new(PlanHandle {
             canceller: execution.canceller(),
@@ -178,6 +191,46 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_nativeMemoryPeak<
     _class: JClass<'local>,
 ) -> jlong {
     CountingAllocator::peak() as jlong
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_grantedMemory<'local>(
+    _env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jlong {
+    SparkMemoryPool::granted_total() as jlong
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_resetNativeMemoryPeak<'local>(
+    _env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) {
+    CountingAllocator::reset_peak();
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_configureMemory<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    spill_directories: JObjectArray<'local>,
+    native_limit: jlong,
+) {
+    run_jni(&mut env, (), |env| {
+        let count = env.get_array_length(&spill_directories)?;
+        let mut dirs = Vec::new();
+        for i in 0..count {
+            let dir: JString = env.get_object_array_element(&spill_directories, i)?.into();
+            dirs.push(std::path::PathBuf::from(String::from(
+                env.get_string(&dir)?,
+            )));
+        }
+        if !dirs.is_empty() {
+            ballista_spark_core::execution::set_spill_directories(dirs)?;
+        }
+        ballista_spark_core::allocator::set_limit(usize::try_from(native_limit).unwrap_or(0));
+        Ok(())
+    })
 }
 
 #[unsafe(no_mangle)]

@@ -118,7 +118,7 @@ pub fn source(batches: Vec<RecordBatch>) -> Arc<dyn BatchSource> {
 }
 
 pub fn run(plan: &pb::Plan, inputs: Vec<Arc<dyn BatchSource>>) -> Result<Vec<RecordBatch>> {
-    let mut execution = TaskExecution::from_plan(plan, inputs)?;
+    let mut execution = TaskExecution::from_plan(plan, inputs, None)?;
     let mut batches = vec![];
     while let Some(batch) = execution.next_batch()? {
         batches.push(batch);

@@ -3,16 +3,12 @@ package io.ballista.spark
 import java.util.concurrent.ConcurrentLinkedQueue
 
 import scala.collection.JavaConverters._
-import scala.concurrent.{Await, Future}
-import scala.concurrent.ExecutionContext.Implicits.global
-import scala.concurrent.duration._
 
 import io.ballista.spark.jni.{NativeEngine, NativeLog}
 import org.apache.logging.log4j.LogManager
 import org.apache.logging.log4j.core.{LogEvent, Logger => CoreLogger}
 import org.apache.logging.log4j.core.appender.AbstractAppender
 import org.apache.logging.log4j.core.config.Property
-import org.apache.spark.SparkException
 import org.apache.spark.sql.{DataFrame, SparkSession}
 import org.apache.spark.sql.execution.SparkPlan
 import org.scalatest.concurrent.Eventually._
@@ -114,23 +110,34 @@ class MetricsSuite extends AnyFunSuite {
   private def cancelExplodingJoin(): Unit = {
     // 20,000 rows per key on both sides: 4 billion joined rows, counted inside one native
     // plan per task (broadcast hash join + partial count), far longer than the test waits.
-    val query = Future {
-      spark.sparkContext.setJobGroup("ballista-native-cancel", "cancel", interruptOnCancel = false)
-      spark.sql("SELECT count(*) FROM exploding a JOIN exploding b ON a.k = b.k").collect()
-    }
-    // The broadcast's small job comes first; the join's job then runs for minutes.
-    eventually(timeout(Span(60, Seconds))) { assert(NativeEngine.openPlanCount() > 0) }
-    Thread.sleep(5000)
-    assert(NativeEngine.openPlanCount() > 0)
-    // Without interrupting the thread: only the native cancellation can stop the task.
-    spark.sparkContext.cancelJobGroup("ballista-native-cancel")
-    val error = intercept[SparkException](Await.result(query, 60.seconds))
-    assert(error.getMessage.toLowerCase.contains("cancel"), error.getMessage)
-    eventually(timeout(Span(30, Seconds))) { assert(NativeEngine.openPlanCount() == 0) }
+    SparkFixture.cancelWhileNative(
+      spark,
+      "SELECT count(*) FROM exploding a JOIN exploding b ON a.k = b.k"
+    )
     SparkFixture.assertSameAsSpark(
       spark,
       "SELECT k, count(*) FROM exploding WHERE id < 100 GROUP BY k",
       ordered = false
     )
+  }
+
+  test("the counting allocator's peak is close to what the operators reserved") {
+    numbers("many_groups", 1000000)
+    NativeEngine.resetNativeMemoryPeak()
+    val before = NativeEngine.nativeMemoryInUse()
+    // Two rows per group: a large hash table in each task's partial aggregation.
+    val df = spark.sql("SELECT id % 500000 AS g, count(*) FROM many_groups GROUP BY g")
+    df.collect()
+    val allocated = NativeEngine.nativeMemoryPeak() - before
+    val reserved = SparkFixture
+      .operators(df.queryExecution.executedPlan)
+      .filter(_.nodeName.startsWith("Ballista"))
+      .map(_.metrics.get("peakMemory").map(_.value).getOrElse(0L))
+      .max
+    info(s"native peak allocated $allocated bytes; largest operator reservation $reserved bytes")
+    assert(reserved > (1 << 20), s"reserved $reserved")
+    // What the engine reserves is its estimate of what it allocates: both count the hash
+    // table; the allocator also counts input batches and buffers no operator reserves.
+    assert(allocated >= reserved / 2 && allocated <= reserved * 4, s"$allocated vs $reserved")
   }
 }

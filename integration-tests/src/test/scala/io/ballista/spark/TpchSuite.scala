@@ -1,9 +1,5 @@
 package io.ballista.spark
 
-import java.io.File
-
-import scala.io.Source
-
 import org.apache.spark.sql.SparkSession
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
@@ -16,26 +12,9 @@ class TpchSuite extends AnyFunSuite with BeforeAndAfterAll {
 
   private lazy val spark: SparkSession = SparkFixture.session
 
-  private val tables =
-    Seq("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
+  override def beforeAll(): Unit = Tpch.register(spark)
 
-  override def beforeAll(): Unit = {
-    val dir = sys.env.getOrElse(
-      "BALLISTA_TPCH_DIR",
-      fail("BALLISTA_TPCH_DIR is not set: run the tests with dev/test.sh, which makes the data")
-    )
-    tables.foreach { t =>
-      val path = new File(dir, s"$t.parquet")
-      assert(path.exists(), s"missing TPC-H table $path")
-      spark.read.parquet(path.getPath).createOrReplaceTempView(t)
-    }
-  }
-
-  private def query(n: Int): String = {
-    val source = Source.fromFile(new File(sys.env("BALLISTA_QUERY_DIR"), f"q$n%02d.sql"))
-    try source.mkString
-    finally source.close()
-  }
+  private def query(n: Int): String = Tpch.query(n)
 
   test("TPC-H Q1 runs natively with results identical to Spark") {
     val df = SparkFixture.assertSameAsSpark(spark, query(1), ordered = true)

@@ -74,4 +74,24 @@ object BallistaConf {
     default = 5000,
     "Milliseconds between two reports of an executor's native memory to the Ballista UI tab."
   )
+
+  /** A size in bytes ("512m", "6g"; 0 = none), read from the application's SparkConf. */
+  final case class BytesEntry(key: String, doc: String) {
+    def get(conf: SparkConf): Long = {
+      val bytes =
+        try conf.getSizeAsBytes(key, "0")
+        catch {
+          case e: NumberFormatException =>
+            throw new IllegalArgumentException(s"$key should be a size like 6g, ${e.getMessage}")
+        }
+      if (bytes < 0) throw new IllegalArgumentException(s"$key should not be negative")
+      bytes
+    }
+  }
+
+  val NativeMemoryLimit: BytesEntry = BytesEntry(
+    "spark.ballista.memory.nativeLimit",
+    "The most memory native code of an executor may hold (every allocation counted); a task " +
+      "that finds it passed fails with a clear error that Spark can retry. 0 (default): none."
+  )
 }

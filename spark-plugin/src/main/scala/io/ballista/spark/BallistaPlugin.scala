@@ -12,6 +12,7 @@ import org.apache.spark.sql.ballista.ui.{
   ExecutorNativeStatus,
   NativeStatusReporter
 }
+import org.apache.spark.sql.ballista.execution.SparkMemoryBroker
 import org.apache.spark.sql.internal.StaticSQLConf
 
 /**
@@ -47,6 +48,15 @@ class BallistaDriverPlugin extends DriverPlugin with Logging {
       s"Ballista for Spark ${BallistaPlugin.version} active on the driver " +
         s"(${BallistaConf.Enabled.key}=${conf.get(BallistaConf.Enabled.key, "true")})"
     )
+    if (!conf.getBoolean("spark.memory.offHeap.enabled", defaultValue = false)) {
+      logWarning(
+        "Ballista: spark.memory.offHeap.enabled is not true, so Spark's memory manager does not " +
+          "see native memory and native operators cannot spill when memory is short. " +
+          "Recommended: --conf spark.memory.offHeap.enabled=true " +
+          "--conf spark.memory.offHeap.size=<about 2/3 of the executor's memory>, with " +
+          "spark.executor.memory lowered by as much."
+      )
+    }
     val statusStore = BallistaTab.install(sc)
     store = Some(statusStore)
     // In local mode the driver's own executor reports as "driver" through the executor plugin.
@@ -85,6 +95,7 @@ class BallistaExecutorPlugin extends ExecutorPlugin with Logging {
 
   override def init(ctx: PluginContext, extraConf: JMap[String, String]): Unit = {
     NativeLibrary.load()
+    SparkMemoryBroker.configureExecutor(ctx.conf())
     logInfo(
       s"Ballista for Spark ${BallistaPlugin.version} active on executor " +
         s"${ctx.executorID()}: native engine ${NativeEngine.version()} from " +

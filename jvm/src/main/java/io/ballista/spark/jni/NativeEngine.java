@@ -26,10 +26,34 @@ public final class NativeEngine {
    * @param planBytes a serialized {@code ballista.plan.Plan} protobuf message
    * @param inputs the batch sources of the plan's {@code JvmInput} nodes, by their {@code index};
    *     the native side keeps references to them until {@link #closePlan}
+   * @param memory grants the memory the plan's operators reserve, or {@code null} to reserve
+   *     without limit; referenced until {@link #closePlan}, which gives everything back
    * @return a handle (never 0) to pass to the other methods and finally to {@link #closePlan}
    * @throws NativeException if the plan is malformed or not supported
    */
-  public static native long createPlan(byte[] planBytes, BatchSource[] inputs);
+  public static native long createPlan(byte[] planBytes, BatchSource[] inputs, MemoryBroker memory);
+
+  /**
+   * Sets, for the whole process, where native operators spill and how much memory native code may
+   * hold before tasks fail with a clear error.
+   *
+   * @param spillDirectories directories for spill files (one is picked per file); empty keeps the
+   *     system's temporary directory
+   * @param nativeLimit the most bytes native code may hold (see {@link #nativeMemoryInUse()}); 0
+   *     for no limit
+   * @throws NativeException if the directories cannot be used
+   */
+  public static native void configureMemory(String[] spillDirectories, long nativeLimit);
+
+  /**
+   * Returns the bytes granted through {@link MemoryBroker}s to plans still open, for leak checks.
+   *
+   * @return granted bytes not yet given back
+   */
+  public static native long grantedMemory();
+
+  /** Starts a new peak for {@link #nativeMemoryPeak()} from the bytes in use now. */
+  public static native void resetNativeMemoryPeak();
 
   /**
    * Exports the schema of the plan's output batches (a struct type whose children are the columns,
@@ -81,7 +105,8 @@ public final class NativeEngine {
   public static native long nativeMemoryInUse();
 
   /**
-   * Returns the highest value {@link #nativeMemoryInUse()} has reached since the library loaded.
+   * Returns the highest value {@link #nativeMemoryInUse()} has reached since the library loaded or
+   * {@link #resetNativeMemoryPeak()} was last called.
    *
    * @return the peak of native heap bytes in this process
    */

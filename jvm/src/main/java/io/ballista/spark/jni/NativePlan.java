@@ -26,6 +26,7 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   private final BufferAllocator allocator;
   // Kept reachable for as long as the native plan may call them.
   private final BatchSource[] inputs;
+  private final MemoryBroker memory;
   private final VectorSchemaRoot root;
   // Guards the handle against a cancel from another thread racing a close.
   private final Object handleLock = new Object();
@@ -34,9 +35,11 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   private boolean finished;
   private Throwable failure;
 
-  private NativePlan(long handle, BatchSource[] inputs, BufferAllocator allocator) {
+  private NativePlan(
+      long handle, BatchSource[] inputs, MemoryBroker memory, BufferAllocator allocator) {
     this.handle = handle;
     this.inputs = inputs;
+    this.memory = memory;
     this.allocator = allocator;
     ArrowSchema schema = ArrowSchema.allocateNew(allocator);
     try {
@@ -62,12 +65,29 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
    */
   public static NativePlan execute(
       byte[] planBytes, BatchSource[] inputs, BufferAllocator allocator) {
+    return execute(planBytes, inputs, allocator, null);
+  }
+
+  /**
+   * Like {@link #execute(byte[], BatchSource[], BufferAllocator)}, with the plan's operators
+   * reserving their memory through {@code memory}.
+   *
+   * @param planBytes a serialized {@code ballista.plan.Plan} protobuf message
+   * @param inputs the sources of the plan's {@code JvmInput} nodes, by index
+   * @param allocator allocator that the output batches are imported into
+   * @param memory grants the operators' memory, or {@code null} for no limit; all of it is given
+   *     back when the plan is closed
+   * @return the running plan, to be closed by the caller
+   * @throws NativeException if the plan is malformed, not supported or fails to start
+   */
+  public static NativePlan execute(
+      byte[] planBytes, BatchSource[] inputs, BufferAllocator allocator, MemoryBroker memory) {
     Objects.requireNonNull(planBytes, "planBytes");
     Objects.requireNonNull(allocator, "allocator");
     BatchSource[] sources = inputs == null ? new BatchSource[0] : inputs.clone();
-    long handle = NativeEngine.createPlan(planBytes, sources);
+    long handle = NativeEngine.createPlan(planBytes, sources, memory);
     try {
-      return new NativePlan(handle, sources, allocator);
+      return new NativePlan(handle, sources, memory, allocator);
     } catch (RuntimeException | Error e) {
       try {
         NativeEngine.closePlan(handle);

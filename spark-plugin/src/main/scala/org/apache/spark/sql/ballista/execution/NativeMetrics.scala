@@ -4,6 +4,7 @@ import scala.collection.JavaConverters._
 
 import io.ballista.spark.proto.{NodeMetrics, PlanMetrics}
 import org.apache.spark.SparkContext
+import org.apache.spark.executor.TaskMetrics
 import org.apache.spark.sql.execution.metric.{SQLMetric, SQLMetrics}
 
 /**
@@ -32,13 +33,24 @@ private[ballista] object NativeMetrics {
 
   /**
    * Adds one task's counts to the operators' metrics: `operators(i)` holds the metrics of the
-   * node with metrics id `i + 1`. Ids without an operator are ignored.
+   * node with metrics id `i + 1`; ids without an operator are ignored. Spills also count as the
+   * task's, shown in the stage's "Spill (Memory)" and "Spill (Disk)" columns (a native spill
+   * file holds Arrow IPC batches, as large as they were in memory).
    */
-  def add(serialized: Array[Byte], operators: IndexedSeq[Map[String, SQLMetric]]): Unit =
-    PlanMetrics.parseFrom(serialized).getNodesList.asScala.foreach { node =>
+  def add(
+      serialized: Array[Byte],
+      operators: IndexedSeq[Map[String, SQLMetric]],
+      task: TaskMetrics
+  ): Unit = {
+    val nodes = PlanMetrics.parseFrom(serialized).getNodesList.asScala
+    nodes.foreach { node =>
       val index = node.getMetricsId - 1
       if (index >= 0 && index < operators.size) add(node, operators(index))
     }
+    val spilled = nodes.map(_.getSpilledBytes).sum
+    task.incMemoryBytesSpilled(spilled)
+    task.incDiskBytesSpilled(spilled)
+  }
 
   private def add(node: NodeMetrics, metrics: Map[String, SQLMetric]): Unit = {
     def put(name: String, value: Long): Unit = metrics.get(name).foreach(_.add(value))

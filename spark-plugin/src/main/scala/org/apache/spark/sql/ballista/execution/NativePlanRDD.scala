@@ -76,7 +76,7 @@ private[ballista] class NativePlanRDD(
       try {
         if (plan != null) {
           TaskKillWatcher.unwatch(plan)
-          addMetrics(plan)
+          addMetrics(plan, context)
           plan.close()
         }
       } finally {
@@ -102,18 +102,24 @@ private[ballista] class NativePlanRDD(
           new BlockBatchSource(blocks.value.blocks.iterator, allocator): BatchSource
       }
     }.toArray
-    plan = NativePlan.execute(partition.planBytes, sources, allocator)
+    plan = NativePlan.execute(
+      partition.planBytes,
+      sources,
+      allocator,
+      SparkMemoryBroker.forTask(context).orNull
+    )
     TaskKillWatcher.watch(plan, context)
     new NativeBatchIterator(plan, context)
   }
 
-  /** Adds the task's counts to the operators' metrics; a failure to read them is no error. */
-  private def addMetrics(plan: NativePlan): Unit =
-    if (operatorMetrics.nonEmpty) {
-      try NativeMetrics.add(plan.metrics(), operatorMetrics)
-      catch {
-        case NonFatal(e) => logWarning(s"native metrics of the task are lost: $e")
-      }
+  /**
+   * Adds the task's counts to the operators' metrics and its spills to the task's; a failure
+   * to read them is no error.
+   */
+  private def addMetrics(plan: NativePlan, context: TaskContext): Unit =
+    try NativeMetrics.add(plan.metrics(), operatorMetrics, context.taskMetrics())
+    catch {
+      case NonFatal(e) => logWarning(s"native metrics of the task are lost: $e")
     }
 }
 

@@ -128,6 +128,7 @@ def measure(args, number, engine, runs_dir):
         "peak_rss_bytes": max(tree_peak, jvm_hwm),
         "sampled_tree_peak_rss_bytes": tree_peak,
         "jvm_hwm_bytes": jvm_hwm,
+        "native_peak_bytes": result.get("native_peak_bytes"),
         "log": os.path.join(runs_dir, f"{name}.log"),
     }
 
@@ -161,9 +162,9 @@ def markdown(report):
         f"off-heap {settings['offheap_size']}, {settings['shuffle_partitions']} shuffle "
         "partitions, one fresh spark-submit per query and engine.",
         "",
-        "| query | vanilla peak (MiB) | plugin peak (MiB) | plugin / vanilla | vanilla (s) "
-        "| plugin (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| query | vanilla peak (MiB) | plugin peak (MiB) | plugin / vanilla "
+        "| plugin's native peak (MiB) | vanilla (s) | plugin (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def cell(run, text):
@@ -178,14 +179,15 @@ def markdown(report):
             ratio = f"{ratios[-1]:.2f}"
         seconds = [f"{run['seconds']:.2f}" if run["seconds"] is not None else ""
                    for run in (vanilla, plugin)]
+        native = mib(plugin["native_peak_bytes"]) if plugin.get("native_peak_bytes") else ""
         lines.append(f"| {query} | {cell(vanilla, mib(vanilla['peak_rss_bytes']))} "
-                     f"| {cell(plugin, mib(plugin['peak_rss_bytes']))} | {ratio} "
+                     f"| {cell(plugin, mib(plugin['peak_rss_bytes']))} | {ratio} | {native} "
                      f"| {cell(vanilla, seconds[0])} | {cell(plugin, seconds[1])} |")
     max_peak = {engine: max((runs[engine]["peak_rss_bytes"] for runs in report["queries"].values()),
                             default=0) for engine in ENGINES}
     max_ratio = f"{max_peak['plugin'] / max_peak['vanilla']:.2f}" if max_peak["vanilla"] else ""
     lines.append(f"| **max** | **{mib(max_peak['vanilla'])}** | **{mib(max_peak['plugin'])}** "
-                 f"| **{max_ratio}** | | |")
+                 f"| **{max_ratio}** | | | |")
     geomean = f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}" if ratios else "n/a"
     failed = report["failed"]
     lines += [
@@ -215,6 +217,9 @@ def run_query(args):
         "native_operators_in_plan": "Ballista" in df._jdf.queryExecution().executedPlan().toString(),
         # This Python process is a child of the JVM.
         "jvm_hwm_bytes": status_bytes(os.getppid(), "VmHWM"),
+        # What the native library allocated at most (its counting allocator): the part of the
+        # peak that is native rather than the JVM's.
+        "native_peak_bytes": spark._jvm.io.ballista.spark.jni.NativeEngine.nativeMemoryPeak(),
     }
     spark.stop()
     with open(args.result, "w") as f:

@@ -96,7 +96,15 @@ pub struct TaskExecution {
     stream: Option<Abortable<SendableRecordBatchStream>>,
     canceller: TaskCanceller,
     output_schema: SchemaRef,
-    metered: MeteredNodes,
+    counts: NodeCounts,
+}
+
+/// Where a task's metrics are read: its engine operators while the plan runs, a snapshot once
+/// its output ended (dropping the operators frees what they still hold, e.g. a hash join's
+/// build side, without waiting for the plan to be closed).
+enum NodeCounts {
+    Live(MeteredNodes),
+    Ended(pb::PlanMetrics),
 }
 
 impl TaskExecution {
@@ -170,7 +178,7 @@ impl TaskExecution {
                 cancellation,
             },
             output_schema,
-            metered: planner.metered_nodes(),
+            counts: NodeCounts::Live(planner.metered_nodes()),
         })
     }
 
@@ -183,7 +191,19 @@ impl TaskExecution {
 
     /// The metrics of the plan nodes that carry a metrics id, as counted so far.
     pub fn metrics(&self) -> pb::PlanMetrics {
-        self.metered.metrics()
+        match &self.counts {
+            NodeCounts::Live(metered) => metered.metrics(),
+            NodeCounts::Ended(metrics) => metrics.clone(),
+        }
+    }
+
+    /// Drops the output stream (stopping what it spawned and freeing its memory) and the
+    /// engine operators, keeping their final counts.
+    fn end_stream(&mut self) {
+        self.stream = None;
+        if let NodeCounts::Live(metered) = &self.counts {
+            self.counts = NodeCounts::Ended(metered.metrics());
+        }
     }
 
     /// The schema of the batches [`Self::next_batch`] returns.
@@ -201,19 +221,18 @@ impl TaskExecution {
                 Some(Ok(batch)) if batch.num_rows() == 0 => continue,
                 Some(Ok(batch)) => {
                     if let Err(e) = crate::allocator::check_limit() {
-                        self.stream = None;
+                        self.end_stream();
                         return Err(e);
                     }
                     return conform_output(batch, &self.output_schema).map(Some);
                 }
                 Some(Err(e)) => {
-                    self.stream = None;
+                    self.end_stream();
                     return Err(self.cancelled_or(e));
                 }
                 None => {
                     let stream_aborted = stream.is_aborted();
-                    // Dropping the stream stops what it spawned and frees its memory.
-                    self.stream = None;
+                    self.end_stream();
                     return if stream_aborted {
                         Err(self.cancelled_or(Cancellation::error()))
                     } else {

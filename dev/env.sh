@@ -15,6 +15,7 @@ BALLISTA_HOME=${BALLISTA_HOME:-$HOME/.cache/ballista-spark}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BALLISTA_HOME/target}
 VENV=$BALLISTA_HOME/venv
 TPCHGEN_VERSION=4.0.0
+PYARROW_VERSION=26.0.1
 TPCHGEN=$BALLISTA_HOME/tools/bin/tpchgen-cli
 # The Spark version is set once, in the root pom.xml.
 SPARK_VERSION=$(sed -n 's:.*<spark.version>\(.*\)</spark.version>.*:\1:p' "$REPO_ROOT/pom.xml" | head -n 1)
@@ -38,7 +39,8 @@ require_toolchain() {
   mkdir -p "$BALLISTA_HOME"
 }
 
-# A virtualenv with pyspark $SPARK_VERSION; puts its spark-submit on PATH.
+# A virtualenv with pyspark $SPARK_VERSION and pyarrow; puts its spark-submit on PATH and
+# points SPARK_HOME at its Spark distribution.
 ensure_pyspark() {
   if [[ ! -x $VENV/bin/python ]]; then
     log "creating $VENV"
@@ -48,8 +50,15 @@ ensure_pyspark() {
     log "installing pyspark==$SPARK_VERSION"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyspark==$SPARK_VERSION"
   fi
+  if ! "$VENV/bin/python" -c "import pyarrow, sys; sys.exit(pyarrow.__version__ != '$PYARROW_VERSION')" 2>/dev/null; then
+    log "installing pyarrow==$PYARROW_VERSION (Arrow Flight client of the shuffle tests)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow==$PYARROW_VERSION"
+  fi
   export PATH=$VENV/bin:$PATH
   export PYSPARK_PYTHON=$VENV/bin/python
+  # The Spark distribution inside pyspark: local-cluster executors start from it.
+  SPARK_HOME=$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
+  export SPARK_HOME
 }
 
 ensure_tpchgen() {

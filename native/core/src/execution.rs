@@ -145,7 +145,9 @@ impl TaskExecution {
         let env = task_runtime(memory);
         let planner = PhysicalPlanner::new(batch_size, inputs)
             .with_cancellation(cancellation.clone())
-            .with_task_memory(Arc::clone(&env.memory_pool));
+            .with_task_memory(Arc::clone(&env.memory_pool))
+            .with_shuffle_reads(plan.shuffle_reads.clone())
+            .with_shuffle_output_file(&plan.shuffle_output_file);
         let physical = planner.create_plan(root)?;
         log::debug!(
             "native task plan:\n{}",

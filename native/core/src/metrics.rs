@@ -14,6 +14,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
 
 use crate::memory::NodeMemoryPool;
+use crate::shuffle::flight::reader::{FETCH_RETRIES, FETCH_WAIT, FETCHED_BLOCKS, FETCHED_BYTES};
 
 /// The engine operators of the tagged plan nodes of one task's plan.
 #[derive(Default, Clone)]
@@ -84,6 +85,22 @@ fn add_operator(out: &mut pb::NodeMetrics, set: &MetricsSet) {
     out.bytes_scanned += sum(
         set,
         |v| matches!(v, MetricValue::Count { name, .. } if name == "bytes_scanned"),
+    );
+    out.fetched_bytes += sum(
+        set,
+        |v| matches!(v, MetricValue::Count { name, .. } if name == FETCHED_BYTES),
+    );
+    out.fetched_blocks += sum(
+        set,
+        |v| matches!(v, MetricValue::Count { name, .. } if name == FETCHED_BLOCKS),
+    );
+    out.fetch_retries += sum(
+        set,
+        |v| matches!(v, MetricValue::Count { name, .. } if name == FETCH_RETRIES),
+    );
+    out.fetch_wait_nanos += sum(
+        set,
+        |v| matches!(v, MetricValue::Time { name, .. } if name == FETCH_WAIT),
     );
     for metric in set.iter() {
         if let MetricValue::PruningMetrics {

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::compute::SortOptions;
 use arrow::datatypes::Schema;
+use arrow::ipc::writer::IpcWriteOptions;
 use ballista_spark_proto as pb;
 use datafusion::common::{Result, plan_datafusion_err, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
@@ -29,6 +30,7 @@ use crate::joins::{hash_join, sort_merge_join};
 use crate::memory::NodeMemoryPool;
 use crate::metrics::MeteredNodes;
 use crate::scan::parquet_scan;
+use crate::shuffle::file_writer::ShuffleFileWriterExec;
 use crate::shuffle::partitioning::ShufflePartitioner;
 use crate::shuffle::reader::IpcReaderExec;
 use crate::shuffle::writer::{ShuffleWriterExec, compression};
@@ -44,6 +46,10 @@ pub struct PhysicalPlanner {
     cancellation: Cancellation,
     /// The pool the task's operators reserve from (through their node's pool).
     task_memory: Arc<dyn MemoryPool>,
+    /// The blocks of the plan's `ShuffleRead` nodes, by their `reads_index`.
+    shuffle_reads: Vec<pb::ShuffleReadBlocks>,
+    /// Where a root `ShuffleWriter` writes the task's map output file, if it does.
+    shuffle_output_file: Option<String>,
 }
 
 impl PhysicalPlanner {
@@ -54,7 +60,22 @@ impl PhysicalPlanner {
             metered: Mutex::new(MeteredNodes::default()),
             cancellation: Cancellation::default(),
             task_memory: Arc::new(UnboundedMemoryPool::default()),
+            shuffle_reads: vec![],
+            shuffle_output_file: None,
         }
+    }
+
+    /// Plans whose `ShuffleRead` nodes fetch `reads[reads_index]`.
+    pub fn with_shuffle_reads(mut self, reads: Vec<pb::ShuffleReadBlocks>) -> Self {
+        self.shuffle_reads = reads;
+        self
+    }
+
+    /// Plans whose root `ShuffleWriter` writes the map output file `path` (see
+    /// [`crate::shuffle::file_writer`]); empty: it outputs blocks as batches.
+    pub fn with_shuffle_output_file(mut self, path: &str) -> Self {
+        self.shuffle_output_file = (!path.is_empty()).then(|| path.to_string());
+        self
     }
 
     /// Plans whose operators reserve memory from `pool`, the task's.
@@ -207,12 +228,42 @@ impl PhysicalPlanner {
                     required(&writer.partitioning, "shuffle partitioning")?,
                     &input.schema(),
                 )?;
-                Ok(Arc::new(ShuffleWriterExec::try_new(
-                    input,
-                    partitioner,
-                    compression(writer.codec)?,
-                    self.batch_size,
-                )?))
+                match &self.shuffle_output_file {
+                    Some(path) => {
+                        let options = IpcWriteOptions::default()
+                            .try_with_compression(compression(writer.codec)?)?;
+                        Ok(Arc::new(ShuffleFileWriterExec::new(
+                            input,
+                            partitioner,
+                            options,
+                            self.batch_size,
+                            path.into(),
+                        )))
+                    }
+                    None => Ok(Arc::new(ShuffleWriterExec::try_new(
+                        input,
+                        partitioner,
+                        compression(writer.codec)?,
+                        self.batch_size,
+                    )?)),
+                }
+            }
+            Kind::ShuffleRead(read) => {
+                let blocks = self
+                    .shuffle_reads
+                    .get(read.reads_index as usize)
+                    .ok_or_else(|| {
+                        plan_datafusion_err!(
+                            "plan reads shuffle blocks {} but {} block lists were given",
+                            read.reads_index,
+                            self.shuffle_reads.len()
+                        )
+                    })?;
+                let schema = all_nullable(&arrow_schema(required(
+                    &read.schema,
+                    "shuffle read schema",
+                )?)?);
+                crate::shuffle::flight::reader::shuffle_read(read.reads_index, blocks, schema)
             }
             Kind::IpcReader(reader) => {
                 let input = self.create_plan(required(&reader.input, "IPC reader input")?)?;

@@ -99,6 +99,7 @@ fn plan(root: pb::PlanNode, output: Vec<pb::Field>) -> pb::Plan {
         output_schema: Some(pb::Schema { fields: output }),
         session_timezone: "UTC".into(),
         batch_size: 4,
+        ..Default::default()
     }
 }
 

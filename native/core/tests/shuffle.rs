@@ -462,3 +462,148 @@ fn bad_blocks_and_partitionings_are_errors() {
         );
     }
 }
+
+/// Grants up to `capacity` bytes in all, like a small off-heap pool.
+#[derive(Debug)]
+struct FixedBroker {
+    capacity: usize,
+    granted: std::sync::Mutex<usize>,
+}
+
+impl ballista_spark_core::memory::MemoryBroker for FixedBroker {
+    fn acquire(&self, bytes: usize) -> Result<usize> {
+        let mut granted = self.granted.lock().unwrap();
+        let got = bytes.min(self.capacity - *granted);
+        *granted += got;
+        Ok(got)
+    }
+
+    fn release(&self, bytes: usize) -> Result<()> {
+        *self.granted.lock().unwrap() -= bytes;
+        Ok(())
+    }
+}
+
+/// Runs the writer with a map output file, granted `memory` bytes (`None`: no limit); the rows
+/// of each partition read back from the file through its offsets, and the writer's spills.
+fn file_round_trip(
+    partitioning: pb::Partitioning,
+    codec: pb::CompressionCodec,
+    memory: Option<usize>,
+) -> Result<(BTreeMap<i32, Vec<String>>, u64)> {
+    use arrow::ipc::reader::StreamReader;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.data");
+    let mut plan = writer_plan(partitioning, codec);
+    plan.shuffle_output_file = path.to_string_lossy().into_owned();
+    // Metrics (spills) are reported for tagged nodes.
+    if let Some(root) = plan.root.as_mut() {
+        root.metrics_id = 1;
+    }
+    plan.output_schema = Some(schema_of(vec![
+        field("partition", ty(pb::TypeId::Int32)),
+        field("length", ty(pb::TypeId::Int64)),
+        field("rows", ty(pb::TypeId::Int64)),
+    ]));
+    let broker = memory.map(|capacity| {
+        Arc::new(FixedBroker {
+            capacity,
+            granted: std::sync::Mutex::new(0),
+        }) as Arc<dyn ballista_spark_core::memory::MemoryBroker>
+    });
+    let mut execution = ballista_spark_core::execution::TaskExecution::from_plan(
+        &plan,
+        vec![source(data_batches())],
+        broker,
+    )?;
+    let mut written = vec![];
+    while let Some(batch) = execution.next_batch()? {
+        written.push(batch);
+    }
+    let spills: u64 = execution
+        .metrics()
+        .nodes
+        .iter()
+        .map(|n| n.spill_count)
+        .sum();
+    assert_eq!(written.len(), 1, "one batch of partition lengths");
+    let lengths = written[0].column(1).as_primitive::<Int64Type>();
+    let counts = written[0].column(2).as_primitive::<Int64Type>();
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(
+        lengths.values().iter().sum::<i64>() as usize,
+        data.len(),
+        "the partitions fill the file"
+    );
+    let mut read = BTreeMap::new();
+    let mut offset = 0usize;
+    for p in 0..lengths.len() {
+        let length = lengths.value(p) as usize;
+        let segment = &data[offset..offset + length];
+        offset += length;
+        if length == 0 {
+            assert_eq!(counts.value(p), 0, "an empty partition has no bytes");
+            continue;
+        }
+        let reader = StreamReader::try_new(segment, None)?;
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        let partition_rows = rows(&batches);
+        assert_eq!(partition_rows.len() as i64, counts.value(p));
+        read.insert(p as i32, partition_rows);
+    }
+    Ok((read, spills))
+}
+
+#[test]
+fn map_output_files_hold_each_partition_as_one_ipc_stream() -> Result<()> {
+    for codec in CODECS {
+        let (read, spills) = file_round_trip(hash_partitioning(7), codec, None)?;
+        assert_eq!(spills, 0);
+        check(&read, |batch, i| {
+            let columns = vec![Arc::clone(batch.column(0)), Arc::clone(batch.column(1))];
+            pmod(spark_hash(&columns, batch.num_rows()).unwrap()[i], 7)
+        });
+    }
+    Ok(())
+}
+
+#[test]
+fn map_output_files_spill_when_memory_is_short_and_stay_complete() -> Result<()> {
+    // A few hundred bytes: every batch's rows exceed the grant, so the writer spills often.
+    let (read, spills) = file_round_trip(
+        hash_partitioning(5),
+        pb::CompressionCodec::Lz4Frame,
+        Some(600),
+    )?;
+    assert!(spills >= 2, "expected spills, got {spills}");
+    check(&read, |batch, i| {
+        let columns = vec![Arc::clone(batch.column(0)), Arc::clone(batch.column(1))];
+        pmod(spark_hash(&columns, batch.num_rows()).unwrap()[i], 5)
+    });
+    Ok(())
+}
+
+#[test]
+fn round_robin_partitioning_deals_rows_out_in_turn() -> Result<()> {
+    let partitioning = pb::Partitioning {
+        num_partitions: 4,
+        kind: Some(pb::partitioning::Kind::RoundRobin(
+            pb::RoundRobinPartitioning { start: 2 },
+        )),
+    };
+    let (read, _) = file_round_trip(partitioning, pb::CompressionCodec::None, None)?;
+    // Row i of the task (across batches) goes to (2 + i) % 4.
+    let mut position = 0usize;
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for batch in data_batches() {
+        for row in rows(std::slice::from_ref(&batch)) {
+            expected
+                .entry(((2 + position) % 4) as i32)
+                .or_default()
+                .push(row);
+            position += 1;
+        }
+    }
+    assert_eq!(read, expected);
+    Ok(())
+}

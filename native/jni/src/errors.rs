@@ -3,11 +3,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ballista_spark_core::execution::panic_message;
+use ballista_spark_core::shuffle::flight::reader::FetchFailed;
 use datafusion::common::DataFusionError;
 use jni::JNIEnv;
-use jni::objects::{GlobalRef, JThrowable};
+use jni::objects::{GlobalRef, JThrowable, JValue};
 
 const NATIVE_EXCEPTION: &str = "io/ballista/spark/jni/NativeException";
+const SHUFFLE_FETCH_EXCEPTION: &str = "io/ballista/spark/jni/ShuffleFetchException";
 
 /// Why a JNI call failed.
 pub enum NativeError {
@@ -16,11 +18,17 @@ pub enum NativeError {
     Java(GlobalRef),
     /// A JNI call failed; a Java exception may already be pending.
     Jni(jni::errors::Error),
+    /// A shuffle block could not be fetched: thrown as `ShuffleFetchException`, which Spark's
+    /// side turns into a fetch failure of that block.
+    FetchFailed(FetchFailed),
 }
 
 impl From<DataFusionError> for NativeError {
     fn from(e: DataFusionError) -> Self {
-        NativeError::Message(e.to_string())
+        match FetchFailed::find(&e) {
+            Some(failed) => NativeError::FetchFailed(failed.clone()),
+            None => NativeError::Message(e.to_string()),
+        }
     }
 }
 
@@ -68,6 +76,11 @@ fn throw(env: &mut JNIEnv, error: NativeError) {
     let result = match error {
         NativeError::Message(message) => env.throw_new(NATIVE_EXCEPTION, message),
         NativeError::Jni(e) => env.throw_new(NATIVE_EXCEPTION, format!("JNI error: {e}")),
+        NativeError::FetchFailed(failed) => throw_fetch_failed(env, &failed).or_else(|_| {
+            // E.g. the class is missing: its error is pending, replace it with the message.
+            let _ = env.exception_clear();
+            env.throw_new(NATIVE_EXCEPTION, failed.message)
+        }),
         NativeError::Java(throwable) => {
             let local = env.new_local_ref(throwable.as_obj());
             match local {
@@ -80,4 +93,22 @@ fn throw(env: &mut JNIEnv, error: NativeError) {
         // Nothing more can be reported: the JVM is out of memory or the class is missing.
         let _ = env.exception_describe();
     }
+}
+
+/// Throws `ShuffleFetchException(message, readsIndex, blockIndex)`.
+fn throw_fetch_failed(env: &mut JNIEnv, failed: &FetchFailed) -> jni::errors::Result<()> {
+    let message = env.new_string(&failed.message)?;
+    // Indices beyond Java's int range cannot come from a real plan; clamp rather than fail.
+    let reads_index = i32::try_from(failed.reads_index).unwrap_or(i32::MAX);
+    let block_index = i32::try_from(failed.block_index).unwrap_or(i32::MAX);
+    let exception = env.new_object(
+        SHUFFLE_FETCH_EXCEPTION,
+        "(Ljava/lang/String;II)V",
+        &[
+            JValue::Object(&message),
+            JValue::Int(reads_index),
+            JValue::Int(block_index),
+        ],
+    )?;
+    env.throw(JThrowable::from(exception))
 }

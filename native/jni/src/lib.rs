@@ -20,6 +20,7 @@ use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use ballista_spark_core::allocator::CountingAllocator;
 use ballista_spark_core::execution::{TaskCanceller, TaskExecution};
 use ballista_spark_core::input::BatchSource;
+use ballista_spark_core::shuffle::flight;
 use jni::JNIEnv;
 use jni::objects::{JByteArray, JClass, JObject, JObjectArray, JString};
 use jni::sys::{JNI_FALSE, JNI_TRUE, jboolean, jbyteArray, jint, jlong, jstring};
@@ -255,6 +256,53 @@ pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_openPlanCount<'lo
     _class: JClass<'local>,
 ) -> jlong {
     OPEN_PLANS.load(Ordering::SeqCst)
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_startShuffleServer<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    host: JString<'local>,
+    port: jint,
+    token: JString<'local>,
+) -> jint {
+    run_jni(&mut env, 0, |env| {
+        let host: String = env.get_string(&host)?.into();
+        let token: String = env.get_string(&token)?.into();
+        let port = u16::try_from(port)
+            .map_err(|_| NativeError::Message(format!("invalid shuffle server port {port}")))?;
+        let bound = flight::server::start_server(&host, port, token)?;
+        Ok(jint::from(bound))
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_registerMapOutput<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    shuffle_id: jint,
+    map_id: jlong,
+    data_file: JString<'local>,
+    index_file: JString<'local>,
+) {
+    run_jni(&mut env, (), |env| {
+        let data: String = env.get_string(&data_file)?.into();
+        let index: String = env.get_string(&index_file)?.into();
+        flight::block::register_map_output(shuffle_id, map_id, data.into(), index.into());
+        Ok(())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_ballista_spark_jni_NativeEngine_removeShuffle<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    shuffle_id: jint,
+) {
+    run_jni(&mut env, (), |_env| {
+        flight::block::remove_shuffle(shuffle_id);
+        Ok(())
+    })
 }
 
 #[unsafe(no_mangle)]

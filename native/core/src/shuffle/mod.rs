@@ -1,10 +1,15 @@
-//! Native shuffles with Spark's partitioning: the map side ([`writer`]) splits a task's
-//! rows into partitions ([`partitioning`], with Spark's own [`murmur3`] hash) and encodes
-//! them as Arrow IPC streams; the reduce side ([`reader`]) decodes them.
+//! Native shuffles with Spark's partitioning: the map side ([`writer`], [`file_writer`])
+//! splits a task's rows into partitions ([`partitioning`], with Spark's own [`murmur3`] hash)
+//! and encodes them as Arrow IPC streams; the reduce side decodes them ([`reader`]) or fetches
+//! them from the executors' Arrow Flight servers ([`flight`]).
 //!
-//! Moving the blocks between tasks stays Spark's job (its shuffle manager, files and fetch
-//! protocol): the native side only produces and consumes opaque byte blocks.
+//! Two ways to move the data: as opaque byte blocks through Spark's own shuffle (the JVM hands
+//! [`writer`]'s blocks to Spark, [`reader`] decodes what Spark fetched), or, with Ballista's
+//! shuffle manager, map output files written natively ([`file_writer`]) and served and fetched
+//! over Arrow Flight ([`flight`]).
 
+pub mod file_writer;
+pub mod flight;
 pub mod murmur3;
 pub mod partitioning;
 pub mod reader;

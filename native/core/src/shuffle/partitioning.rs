@@ -6,9 +6,10 @@
 
 use std::fmt::{self, Display, Formatter};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::ArrayRef;
-use arrow::compute::{CastOptions, SortOptions, cast_with_options};
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::{CastOptions, SortOptions, cast_with_options, take_record_batch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -35,6 +36,9 @@ enum Kind {
     Hash(Vec<Arc<dyn PhysicalExpr>>),
     Range(RangeBounds),
     Single,
+    /// Spark's `RoundRobinPartitioning`: the next row's partition, advancing by one per row
+    /// across the task's batches.
+    RoundRobin(AtomicUsize),
 }
 
 /// Spark's `RangePartitioner` over bounds sampled by Spark.
@@ -77,6 +81,9 @@ impl ShufflePartitioner {
                 Kind::Range(bounds)
             }
             PbKind::Single(_) => Kind::Single,
+            PbKind::RoundRobin(rr) => {
+                Kind::RoundRobin(AtomicUsize::new(rr.start as usize % num_partitions))
+            }
         };
         Ok(Self {
             num_partitions,
@@ -110,7 +117,48 @@ impl ShufflePartitioner {
                     .collect())
             }
             Kind::Range(range) => range.partition_ids(batch),
+            Kind::RoundRobin(next) => {
+                let n = self.num_partitions;
+                let start = next.fetch_add(rows, Ordering::Relaxed) % n;
+                Ok((0..rows).map(|i| ((start + i) % n) as u32).collect())
+            }
         }
+    }
+
+    /// The rows of `batch` by partition: `(partition, rows)` for every partition with rows,
+    /// in ascending partition order, rows keeping their order. One `take` sorts the rows by
+    /// partition (a counting sort of the row indices); the parts are zero-copy slices of it.
+    pub fn split(&self, batch: &RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        if batch.num_rows() == 0 {
+            return Ok(vec![]);
+        }
+        if self.is_single() {
+            return Ok(vec![(0, batch.clone())]);
+        }
+        let n = self.num_partitions;
+        let ids = self.partition_ids(batch)?;
+        let mut counts = vec![0usize; n];
+        for &id in &ids {
+            counts[check_partition(id, n)?] += 1;
+        }
+        let mut offsets = Vec::with_capacity(n);
+        let mut next = 0;
+        for &c in &counts {
+            offsets.push(next);
+            next += c;
+        }
+        let mut indices = vec![0u32; ids.len()];
+        let mut cursor = offsets.clone();
+        for (row, &id) in ids.iter().enumerate() {
+            let p = id as usize;
+            indices[cursor[p]] = row as u32;
+            cursor[p] += 1;
+        }
+        let sorted = take_record_batch(batch, &UInt32Array::from(indices))?;
+        Ok((0..n)
+            .filter(|&p| counts[p] > 0)
+            .map(|p| (p, sorted.slice(offsets[p], counts[p])))
+            .collect())
     }
 
     /// The expressions the partitioner evaluates, for plan traversals.
@@ -118,7 +166,7 @@ impl ShufflePartitioner {
         match &self.kind {
             Kind::Hash(exprs) => exprs.iter().collect(),
             Kind::Range(range) => range.keys.iter().collect(),
-            Kind::Single => vec![],
+            Kind::Single | Kind::RoundRobin(_) => vec![],
         }
     }
 }
@@ -138,6 +186,7 @@ impl Display for ShufflePartitioner {
                 self.num_partitions
             ),
             Kind::Single => write!(f, "single"),
+            Kind::RoundRobin(_) => write!(f, "round_robin({})", self.num_partitions),
         }
     }
 }

@@ -217,7 +217,7 @@ fn decode(mut block: Buffer, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
 }
 
 /// `batch` with `schema`'s fields, after checking that its column types fit them.
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let decoded_schema = batch.schema();
     let fields = schema.fields();
     let types_fit = decoded_schema.fields().len() == fields.len()

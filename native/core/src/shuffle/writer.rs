@@ -15,8 +15,8 @@
 use std::fmt::{self, Debug, Formatter};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::array::{ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -33,7 +33,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::partitioning::{ShufflePartitioner, check_partition};
+use super::partitioning::ShufflePartitioner;
 
 /// Writes its input as `(partition INT32, data BINARY, rows INT64)` blocks of Arrow IPC streams.
 pub struct ShuffleWriterExec {
@@ -228,37 +228,9 @@ impl WriterState {
         if batch.num_rows() == 0 {
             return Ok(vec![]);
         }
-        let n = self.partitioner.num_partitions();
         let mut touched = vec![];
-        if self.partitioner.is_single() {
-            self.push(0, batch.clone(), &mut touched);
-        } else {
-            let ids = self.partitioner.partition_ids(batch)?;
-            // A counting sort of the row indices by partition (stable: rows keep their
-            // order within a partition), one `take`, then zero-copy slices per partition.
-            let mut counts = vec![0usize; n];
-            for &id in &ids {
-                counts[check_partition(id, n)?] += 1;
-            }
-            let mut offsets = Vec::with_capacity(n);
-            let mut next = 0;
-            for &c in &counts {
-                offsets.push(next);
-                next += c;
-            }
-            let mut indices = vec![0u32; ids.len()];
-            let mut cursor = offsets.clone();
-            for (row, &id) in ids.iter().enumerate() {
-                let p = id as usize;
-                indices[cursor[p]] = row as u32;
-                cursor[p] += 1;
-            }
-            let sorted = take_record_batch(batch, &UInt32Array::from(indices))?;
-            for p in 0..n {
-                if counts[p] > 0 {
-                    self.push(p, sorted.slice(offsets[p], counts[p]), &mut touched);
-                }
-            }
+        for (p, rows) in self.partitioner.split(batch)? {
+            self.push(p, rows, &mut touched);
         }
         let mut blocks = vec![];
         for p in touched {

@@ -100,6 +100,7 @@ pub fn plan(root: pb::PlanNode, output: Vec<pb::Field>) -> pb::Plan {
         output_schema: Some(schema(output)),
         session_timezone: "UTC".into(),
         batch_size: 4,
+        ..Default::default()
     }
 }
 

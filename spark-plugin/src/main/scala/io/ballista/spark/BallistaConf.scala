@@ -21,8 +21,11 @@ object BallistaConf {
       }
   }
 
-  /** A positive integer key with its default; other values are an error naming the key. */
-  final case class PositiveIntEntry(key: String, default: Int, doc: String) {
+  /**
+   * An integer key with its default and least value (positive unless said otherwise); other
+   * values are an error naming the key.
+   */
+  final case class PositiveIntEntry(key: String, default: Int, doc: String, min: Int = 1) {
     def get(conf: SQLConf): Int = parse(Option(conf.getConfString(key, null)))
 
     def get(conf: SparkConf): Int = parse(conf.getOption(key))
@@ -31,8 +34,9 @@ object BallistaConf {
       value.map(_.trim) match {
         case None => default
         case Some(v) =>
-          scala.util.Try(v.toInt).toOption.filter(_ > 0).getOrElse {
-            throw new IllegalArgumentException(s"$key should be a positive integer, but was '$v'")
+          scala.util.Try(v.toInt).toOption.filter(_ >= min).getOrElse {
+            val what = if (min == 1) "a positive integer" else s"an integer of at least $min"
+            throw new IllegalArgumentException(s"$key should be $what, but was '$v'")
           }
       }
   }
@@ -76,10 +80,10 @@ object BallistaConf {
   )
 
   /** A size in bytes ("512m", "6g"; 0 = none), read from the application's SparkConf. */
-  final case class BytesEntry(key: String, doc: String) {
+  final case class BytesEntry(key: String, doc: String, default: String = "0") {
     def get(conf: SparkConf): Long = {
       val bytes =
-        try conf.getSizeAsBytes(key, "0")
+        try conf.getSizeAsBytes(key, default)
         catch {
           case e: NumberFormatException =>
             throw new IllegalArgumentException(s"$key should be a size like 6g, ${e.getMessage}")
@@ -93,5 +97,37 @@ object BallistaConf {
     "spark.ballista.memory.nativeLimit",
     "The most memory native code of an executor may hold (every allocation counted); a task " +
       "that finds it passed fails with a clear error that Spark can retry. 0 (default): none."
+  )
+
+  val FlightPort: PositiveIntEntry = PositiveIntEntry(
+    "spark.ballista.shuffle.flight.port",
+    default = 0,
+    "Port of each executor's Arrow Flight shuffle server; 0 picks a free one.",
+    min = 0
+  )
+
+  val FlightMaxConcurrentFetches: PositiveIntEntry = PositiveIntEntry(
+    "spark.ballista.shuffle.flight.maxConcurrentFetches",
+    default = 4,
+    "Shuffle blocks a reduce task fetches over Arrow Flight at the same time."
+  )
+
+  val FlightMaxBytesInFlight: BytesEntry = BytesEntry(
+    "spark.ballista.shuffle.flight.maxBytesInFlight",
+    "The most (compressed) shuffle bytes a reduce task has fetched and not yet read.",
+    default = "48m"
+  )
+
+  val FlightMaxRetries: PositiveIntEntry = PositiveIntEntry(
+    "spark.ballista.shuffle.flight.maxRetries",
+    default = 3,
+    "Retries of a failed Arrow Flight block fetch before the task reports a fetch failure.",
+    min = 0
+  )
+
+  val FlightRetryWaitMs: PositiveIntEntry = PositiveIntEntry(
+    "spark.ballista.shuffle.flight.retryWaitMs",
+    default = 1000,
+    "Milliseconds before the first retry of a failed block fetch (doubling with each retry)."
   )
 }

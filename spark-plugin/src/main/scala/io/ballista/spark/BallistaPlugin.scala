@@ -1,6 +1,8 @@
 package io.ballista.spark
 
-import java.util.{Collections, Map => JMap}
+import java.util.{Map => JMap}
+
+import scala.collection.JavaConverters._
 
 import io.ballista.spark.jni.{NativeEngine, NativeLibrary}
 import org.apache.spark.SparkContext
@@ -13,6 +15,7 @@ import org.apache.spark.sql.ballista.ui.{
   NativeStatusReporter
 }
 import org.apache.spark.sql.ballista.execution.SparkMemoryBroker
+import org.apache.spark.sql.ballista.shuffle.FlightShuffleService
 import org.apache.spark.sql.internal.StaticSQLConf
 
 /**
@@ -70,7 +73,8 @@ class BallistaDriverPlugin extends DriverPlugin with Logging {
       reporter.start()
       driverReporter = Some(reporter)
     }
-    Collections.emptyMap()
+    // Handed to every executor plugin's init.
+    FlightShuffleService.driverConf(conf).asJava
   }
 
   /** Executors' reports of their native engine, for the Ballista tab. */
@@ -96,6 +100,8 @@ class BallistaExecutorPlugin extends ExecutorPlugin with Logging {
   override def init(ctx: PluginContext, extraConf: JMap[String, String]): Unit = {
     NativeLibrary.load()
     SparkMemoryBroker.configureExecutor(ctx.conf())
+    val host = FlightShuffleService.executorHost
+    FlightShuffleService.start(host, ctx.conf(), extraConf)
     logInfo(
       s"Ballista for Spark ${BallistaPlugin.version} active on executor " +
         s"${ctx.executorID()}: native engine ${NativeEngine.version()} from " +
@@ -103,7 +109,7 @@ class BallistaExecutorPlugin extends ExecutorPlugin with Logging {
     )
     val statusReporter = new NativeStatusReporter(
       ctx.executorID(),
-      ctx.hostname(),
+      host,
       BallistaConf.UiExecutorUpdateInterval.get(ctx.conf()).toLong,
       status => ctx.send(status)
     )

@@ -132,6 +132,37 @@ public final class NativeEngine {
   public static native void cancelPlan(long handle);
 
   /**
+   * Starts this process's Arrow Flight shuffle server, which serves the map outputs registered with
+   * {@link #registerMapOutput} to clients presenting {@code token}; a second call returns the
+   * running server's port.
+   *
+   * @param host the address to bind (the executor's host, not all interfaces)
+   * @param port the port to bind; 0 picks a free one
+   * @param token the secret every call must carry as {@code authorization: Bearer <token>}
+   * @return the port the server listens on
+   * @throws NativeException if the server cannot bind
+   */
+  public static native int startShuffleServer(String host, int port, String token);
+
+  /**
+   * Makes a committed map output servable by the shuffle server.
+   *
+   * @param shuffleId the shuffle
+   * @param mapId the map task's id (Spark's map id, the task attempt id)
+   * @param dataFile the data file: the partitions' bytes one after the other
+   * @param indexFile Spark's index file: (partitions + 1) big-endian longs, the partitions' offsets
+   */
+  public static native void registerMapOutput(
+      int shuffleId, long mapId, String dataFile, String indexFile);
+
+  /**
+   * Stops serving a shuffle's map outputs (the files themselves are Spark's to delete).
+   *
+   * @param shuffleId the shuffle
+   */
+  public static native void removeShuffle(int shuffleId);
+
+  /**
    * Hands native log records at {@code maxLevel} and above to {@link NativeLog}; called by {@link
    * NativeLibrary#load()}.
    *

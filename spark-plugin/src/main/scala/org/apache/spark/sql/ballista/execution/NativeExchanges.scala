@@ -7,6 +7,7 @@ import scala.concurrent.{Future, Promise}
 import org.apache.spark.{MapOutputStatistics, ShuffleDependency}
 import org.apache.spark.broadcast.Broadcast
 import org.apache.spark.rdd.RDD
+import org.apache.spark.sql.ballista.shuffle.NativeShuffleDependency
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.plans.logical.Statistics
 import org.apache.spark.sql.catalyst.plans.physical.{
@@ -49,25 +50,67 @@ case class BallistaShuffleExchangeExec(
     SQLShuffleWriteMetricsReporter.createShuffleWriteMetrics(sparkContext)
   private lazy val readMetrics =
     SQLShuffleReadMetricsReporter.createShuffleReadMetrics(sparkContext)
+
+  /** Whether this exchange moves its data over Arrow Flight (Ballista's shuffle manager). */
+  @transient private lazy val overFlight = NativeShuffle.overFlight
+
+  private lazy val flightMetrics: Map[String, SQLMetric] =
+    if (!overFlight) Map.empty
+    else
+      Map(
+        "flightBytesFetched" -> SQLMetrics.createSizeMetric(sparkContext, "Flight bytes fetched"),
+        "flightBlocksFetched" -> SQLMetrics.createMetric(sparkContext, "Flight blocks fetched"),
+        "flightFetchRetries" -> SQLMetrics.createMetric(sparkContext, "Flight fetch retries")
+      )
+
   override lazy val metrics: Map[String, SQLMetric] = Map(
     "dataSize" -> SQLMetrics.createSizeMetric(sparkContext, "data size"),
     "numOutputRows" -> SQLMetrics.createMetric(sparkContext, "number of output rows"),
     "numPartitions" -> SQLMetrics.createMetric(sparkContext, "number of partitions")
-  ) ++ readMetrics ++ writeMetrics
+  ) ++ readMetrics ++ writeMetrics ++ flightMetrics
 
-  @transient lazy val shuffleDependency: ShuffleDependency[Int, Array[Byte], Array[Byte]] = {
-    val dependency = NativeShuffle.dependency(
-      child,
-      outputPartitioning,
-      longMetric("dataSize"),
-      longMetric("numOutputRows"),
-      writeMetrics
-    )
+  @transient lazy val shuffleDependency: ShuffleDependency[Int, _, _] = {
+    val dependency =
+      if (overFlight) {
+        NativeShuffle.flightDependency(
+          child,
+          outputPartitioning,
+          longMetric("dataSize"),
+          longMetric("numOutputRows"),
+          writeMetrics
+        )
+      } else {
+        logInfo(
+          s"$nodeName moves Arrow blocks through Spark's sort shuffle: spark.shuffle.manager " +
+            "is not org.apache.spark.sql.ballista.shuffle.BallistaShuffleManager"
+        )
+        NativeShuffle.dependency(
+          child,
+          outputPartitioning,
+          longMetric("dataSize"),
+          longMetric("numOutputRows"),
+          writeMetrics
+        )
+      }
     metrics("numPartitions").set(dependency.partitioner.numPartitions)
     val executionId = sparkContext.getLocalProperty(SQLExecution.EXECUTION_ID_KEY)
     SQLMetrics.postDriverMetricUpdates(sparkContext, executionId, metrics("numPartitions") :: Nil)
     dependency
   }
+
+  private def read(specs: Option[Array[ShufflePartitionSpec]]): RDD[ColumnarBatch] =
+    shuffleDependency match {
+      case flight: NativeShuffleDependency =>
+        NativeShuffle.flightRead(flight, readMetrics, flightMetrics, specs, output, conf)
+      case blocks =>
+        NativeShuffle.read(
+          blocks.asInstanceOf[ShuffleDependency[Int, Array[Byte], Array[Byte]]],
+          readMetrics,
+          specs,
+          output,
+          conf
+        )
+    }
 
   @transient override protected lazy val mapOutputStatisticsFuture: Future[MapOutputStatistics] =
     if (shuffleDependency.rdd.getNumPartitions == 0) Future.successful(null)
@@ -77,7 +120,7 @@ case class BallistaShuffleExchangeExec(
   override def numPartitions: Int = shuffleDependency.partitioner.numPartitions
 
   override def getShuffleRDD(partitionSpecs: Array[ShufflePartitionSpec]): RDD[ColumnarBatch] =
-    NativeShuffle.read(shuffleDependency, readMetrics, Some(partitionSpecs), output, conf)
+    read(Some(partitionSpecs))
 
   override def runtimeStatistics: Statistics =
     Statistics(metrics("dataSize").value, Some(metrics("numOutputRows").value))
@@ -86,7 +129,7 @@ case class BallistaShuffleExchangeExec(
 
   override protected def doExecuteColumnar(): RDD[ColumnarBatch] = synchronized {
     if (cachedRDD == null) {
-      cachedRDD = NativeShuffle.read(shuffleDependency, readMetrics, None, output, conf)
+      cachedRDD = read(None)
     }
     cachedRDD
   }

@@ -38,11 +38,11 @@ private[ballista] object NativeMetrics {
    * file holds Arrow IPC batches, as large as they were in memory).
    */
   def add(
-      serialized: Array[Byte],
+      metrics: PlanMetrics,
       operators: IndexedSeq[Map[String, SQLMetric]],
       task: TaskMetrics
   ): Unit = {
-    val nodes = PlanMetrics.parseFrom(serialized).getNodesList.asScala
+    val nodes = metrics.getNodesList.asScala
     nodes.foreach { node =>
       val index = node.getMetricsId - 1
       if (index >= 0 && index < operators.size) add(node, operators(index))

@@ -5,8 +5,15 @@ import scala.collection.mutable.ArrayBuffer
 import io.ballista.spark.BallistaConf
 import scala.util.control.NonFatal
 
-import io.ballista.spark.jni.{Allocators, BatchSource, NativeException, NativePlan}
-import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanNode, Schema => PSchema}
+import io.ballista.spark.jni.{
+  Allocators,
+  BatchSource,
+  NativeException,
+  NativePlan,
+  ShuffleFetchException
+}
+import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanMetrics, PlanNode, Schema => PSchema}
+import org.apache.arrow.memory.BufferAllocator
 import org.apache.spark.{OneToOneDependency, Partition, SparkContext, TaskContext}
 import org.apache.spark.broadcast.Broadcast
 import org.apache.spark.internal.Logging
@@ -18,7 +25,7 @@ import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
 import org.apache.spark.sql.execution.adaptive.{AQEShuffleReadExec, QueryStageExec}
 import org.apache.spark.sql.execution.exchange.ReusedExchangeExec
 import org.apache.spark.sql.execution.metric.SQLMetric
-import org.apache.spark.sql.types.{BinaryType, StructType}
+import org.apache.spark.sql.types.{BinaryType, IntegerType, LongType, StructType}
 import org.apache.spark.sql.vectorized.{ArrowColumnVector, ColumnVector, ColumnarBatch}
 
 /** Where a native plan's `JvmInput` batches come from. */
@@ -66,66 +73,75 @@ private[ballista] class NativePlanRDD(
 
   override protected def getPartitions: Array[Partition] = nativePartitions.toArray
 
-  override def compute(split: Partition, context: TaskContext): Iterator[ColumnarBatch] = {
-    val partition = split.asInstanceOf[NativePartition]
-    val allocator = Allocators.child(s"ballista-task-${context.taskAttemptId()}")
-    var plan: NativePlan = null
-    // Close everything when the task ends, on success, failure or cancellation. The native
-    // plan goes first: it holds the input batches exported from the allocator.
-    context.addTaskCompletionListener[Unit] { _ =>
-      try {
-        if (plan != null) {
-          TaskKillWatcher.unwatch(plan)
-          addMetrics(plan, context)
-          plan.close()
-        }
-      } finally {
-        try allocator.close()
-        catch {
-          case e: IllegalStateException => logWarning(s"Arrow memory not released: $e")
-        }
-      }
-    }
-    var partitioned = 0
-    val sources: Array[BatchSource] = inputs.map { input =>
-      def iterator[T]: Iterator[T] = {
-        val i = partitioned
-        partitioned += 1
-        dependencies(i).rdd.asInstanceOf[RDD[T]].iterator(partition.inputPartitions(i), context)
-      }
-      input match {
-        case RowInput(_, schema) =>
-          new RowBatchSource(iterator[InternalRow], schema, batchSize, allocator)
-        case BatchInput(_) => new ColumnarBatchSource(iterator[ColumnarBatch], allocator)
-        case BlockInput(_) => new BlockBatchSource(iterator[Array[Byte]], allocator)
-        case BroadcastInput(blocks) =>
-          new BlockBatchSource(blocks.value.blocks.iterator, allocator): BatchSource
-      }
-    }.toArray
-    plan = NativePlan.execute(
-      partition.planBytes,
-      sources,
-      allocator,
-      SparkMemoryBroker.forTask(context).orNull
-    )
-    TaskKillWatcher.watch(plan, context)
-    new NativeBatchIterator(plan, context)
-  }
+  override def compute(split: Partition, context: TaskContext): Iterator[ColumnarBatch] =
+    run(split.asInstanceOf[NativePartition], context, split.asInstanceOf[NativePartition].planBytes)
 
   /**
-   * Adds the task's counts to the operators' metrics and its spills to the task's; a failure
-   * to read them is no error.
+   * Runs task `split` with its plan as a shuffle map task writing its map output to
+   * `dataFile` (its root must be a `ShuffleWriter`); returns the partitions' lengths in the
+   * file and the rows written.
    */
-  private def addMetrics(plan: NativePlan, context: TaskContext): Unit =
-    try NativeMetrics.add(plan.metrics(), operatorMetrics, context.taskMetrics())
-    catch {
-      case NonFatal(e) => logWarning(s"native metrics of the task are lost: $e")
+  def writeMapOutput(
+      split: Partition,
+      context: TaskContext,
+      dataFile: String
+  ): (Array[Long], Long) = {
+    val partition = split.asInstanceOf[NativePartition]
+    val plan = Plan
+      .parseFrom(partition.planBytes)
+      .toBuilder
+      .setShuffleOutputFile(dataFile)
+      .setOutputSchema(NativePlanRDD.MapOutputSchema)
+      .build()
+    val batches = run(partition, context, plan.toByteArray)
+    val lengths = ArrayBuffer[Long]()
+    var rows = 0L
+    batches.foreach { batch =>
+      var r = 0
+      while (r < batch.numRows()) {
+        lengths += batch.column(1).getLong(r)
+        rows += batch.column(2).getLong(r)
+        r += 1
+      }
     }
+    (lengths.toArray, rows)
+  }
+
+  private def run(
+      partition: NativePartition,
+      context: TaskContext,
+      planBytes: Array[Byte]
+  ): Iterator[ColumnarBatch] = {
+    var partitioned = 0
+    NativePlanRDD.runTask(planBytes, context, operatorMetrics) { allocator =>
+      inputs.map { input =>
+        def iterator[T]: Iterator[T] = {
+          val i = partitioned
+          partitioned += 1
+          dependencies(i).rdd.asInstanceOf[RDD[T]].iterator(partition.inputPartitions(i), context)
+        }
+        input match {
+          case RowInput(_, schema) =>
+            new RowBatchSource(iterator[InternalRow], schema, batchSize, allocator)
+          case BatchInput(_) => new ColumnarBatchSource(iterator[ColumnarBatch], allocator)
+          case BlockInput(_) => new BlockBatchSource(iterator[Array[Byte]], allocator)
+          case BroadcastInput(blocks) =>
+            new BlockBatchSource(blocks.value.blocks.iterator, allocator): BatchSource
+        }
+      }.toArray
+    }
+  }
 }
 
-/** Native output batches as Spark `ColumnarBatch`es over the imported Arrow vectors. */
-private class NativeBatchIterator(plan: NativePlan, context: TaskContext)
-    extends Iterator[ColumnarBatch] {
+/**
+ * Native output batches as Spark `ColumnarBatch`es over the imported Arrow vectors; a shuffle
+ * block the plan could not fetch becomes what `fetchFailure` makes of it (Spark's fetch failure).
+ */
+private class NativeBatchIterator(
+    plan: NativePlan,
+    context: TaskContext,
+    fetchFailure: ShuffleFetchException => Throwable
+) extends Iterator[ColumnarBatch] {
 
   override def hasNext: Boolean = {
     // Lets Spark stop a killed task between batches.
@@ -136,6 +152,7 @@ private class NativeBatchIterator(plan: NativePlan, context: TaskContext)
         // Cancelled by TaskKillWatcher: Spark expects its own kind of exception for a kill.
         context.killTaskIfInterrupted()
         throw e
+      case e: ShuffleFetchException => throw fetchFailure(e)
     }
   }
 
@@ -152,7 +169,73 @@ private class NativeBatchIterator(plan: NativePlan, context: TaskContext)
   }
 }
 
-private[ballista] object NativePlanRDD {
+private[ballista] object NativePlanRDD extends Logging {
+
+  /** The output of a plan writing a map output file: one row per partition. */
+  val MapOutputSchema: PSchema = TypeSerde.schema(
+    new StructType()
+      .add("partition", IntegerType, nullable = false)
+      .add("length", LongType, nullable = false)
+      .add("rows", LongType, nullable = false)
+  )
+
+  /**
+   * Runs one task's native plan over the batch sources `sources` makes (from the task's Arrow
+   * allocator) and returns its output. Everything is closed when the task ends, on success,
+   * failure or cancellation; `onMetrics` then receives the plan's metrics, and
+   * `operatorMetrics(i)` what the engine counted for the node with metrics id `i + 1`.
+   */
+  def runTask(
+      planBytes: Array[Byte],
+      context: TaskContext,
+      operatorMetrics: IndexedSeq[Map[String, SQLMetric]],
+      onMetrics: PlanMetrics => Unit = _ => (),
+      fetchFailure: ShuffleFetchException => Throwable = identity
+  )(sources: BufferAllocator => Array[BatchSource]): Iterator[ColumnarBatch] = {
+    val allocator = Allocators.child(s"ballista-task-${context.taskAttemptId()}")
+    var plan: NativePlan = null
+    // The native plan goes first: it holds the input batches exported from the allocator.
+    context.addTaskCompletionListener[Unit] { _ =>
+      try {
+        if (plan != null) {
+          TaskKillWatcher.unwatch(plan)
+          addMetrics(plan, context, operatorMetrics, onMetrics)
+          plan.close()
+        }
+      } finally {
+        try allocator.close()
+        catch {
+          case e: IllegalStateException => logWarning(s"Arrow memory not released: $e")
+        }
+      }
+    }
+    plan = NativePlan.execute(
+      planBytes,
+      sources(allocator),
+      allocator,
+      SparkMemoryBroker.forTask(context).orNull
+    )
+    TaskKillWatcher.watch(plan, context)
+    new NativeBatchIterator(plan, context, fetchFailure)
+  }
+
+  /**
+   * Adds the task's counts to the operators' metrics and its spills to the task's; a failure
+   * to read them is no error.
+   */
+  private def addMetrics(
+      plan: NativePlan,
+      context: TaskContext,
+      operatorMetrics: IndexedSeq[Map[String, SQLMetric]],
+      onMetrics: PlanMetrics => Unit
+  ): Unit =
+    try {
+      val metrics = PlanMetrics.parseFrom(plan.metrics())
+      NativeMetrics.add(metrics, operatorMetrics, context.taskMetrics())
+      onMetrics(metrics)
+    } catch {
+      case NonFatal(e) => logWarning(s"native metrics of the task are lost: $e")
+    }
 
   /** The RDD computing the native subtree rooted at `root`. */
   def create(root: BallistaExec): RDD[ColumnarBatch] = {

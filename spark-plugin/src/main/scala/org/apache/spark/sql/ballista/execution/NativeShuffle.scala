@@ -14,6 +14,7 @@ import io.ballista.spark.proto.{
   Partitioning => PPartitioning,
   PlanNode,
   RangePartitioning => PRangePartitioning,
+  RoundRobinPartitioning => PRoundRobinPartitioning,
   ShuffleWriter,
   SinglePartitioning => PSinglePartitioning
 }
@@ -34,6 +35,13 @@ import org.apache.spark.serializer.{
   SerializerInstance
 }
 import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative, TypeSerde}
+import org.apache.spark.sql.ballista.shuffle.{
+  BallistaShuffleManager,
+  FlightShuffleReadRDD,
+  NativeShuffleDependency,
+  NativeShuffleMapRDD
+}
+import org.apache.spark.util.random.XORShiftRandom
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{
   Attribute,
@@ -72,7 +80,82 @@ private[ballista] object NativeShuffle {
     case h: HashPartitioning => h.expressions.foreach(e => ExprSerde.toProto(e, input))
     case r: RangePartitioning => r.ordering.foreach(o => ExprSerde.toProto(o.child, input))
     case SinglePartition =>
+    case _: RoundRobinPartitioning =>
     case other => NotNative(s"partitioning ${other.getClass.getSimpleName} is not native yet")
+  }
+
+  /** Whether native exchanges go over Arrow Flight: Ballista's shuffle manager is Spark's. */
+  def overFlight: Boolean =
+    Option(SparkEnv.get).exists(_.shuffleManager.isInstanceOf[BallistaShuffleManager])
+
+  /**
+   * The dependency of a native shuffle over Arrow Flight: map tasks run `child` natively and
+   * write its map output files.
+   */
+  def flightDependency(
+      child: SparkPlan,
+      partitioning: Partitioning,
+      dataSize: SQLMetric,
+      numOutputRows: SQLMetric,
+      writeMetrics: Map[String, SQLMetric]
+  ): NativeShuffleDependency = {
+    val writer = BallistaShuffleWriterExec(proto(partitioning, child), codec(child.conf), child)
+    val plan = writer.executeColumnar() match {
+      case native: NativePlanRDD => native
+      case other => throw new IllegalStateException(s"native shuffle writer runs as $other")
+    }
+    new NativeShuffleDependency(
+      new NativeShuffleMapRDD(plan, dataSize, numOutputRows),
+      new PartitionIdPassthrough(partitioning.numPartitions),
+      ShuffleExchangeExec.createShuffleWriteProcessor(writeMetrics)
+    )
+  }
+
+  /** The decoded batches of a Flight shuffle's reduce partitions (all, or those `specs` name). */
+  def flightRead(
+      dependency: NativeShuffleDependency,
+      readMetrics: Map[String, SQLMetric],
+      flightMetrics: Map[String, SQLMetric],
+      specs: Option[Array[ShufflePartitionSpec]],
+      output: Seq[Attribute],
+      conf: SQLConf
+  ): RDD[ColumnarBatch] =
+    new FlightShuffleReadRDD(
+      dependency,
+      readMetrics,
+      flightMetrics,
+      specs.getOrElse(allPartitions(dependency.partitioner.numPartitions)),
+      TypeSerde.schema(output),
+      conf.sessionLocalTimeZone,
+      BallistaConf.BatchSize.get(conf)
+    )
+
+  private def allPartitions(n: Int): Array[ShufflePartitionSpec] =
+    (0 until n).map(p => CoalescedPartitionSpec(p, p + 1): ShufflePartitionSpec).toArray
+
+  /** (first map, end map, first reduce partition, end reduce partition) a spec reads. */
+  def ranges(spec: ShufflePartitionSpec): (Int, Int, Int, Int) = spec match {
+    case CoalescedPartitionSpec(s, e, _) => (0, Int.MaxValue, s, e)
+    case PartialReducerPartitionSpec(r, sm, em, _) => (sm, em, r, r + 1)
+    case PartialMapperPartitionSpec(m, s, e) => (m, m + 1, s, e)
+    case CoalescedMapperPartitionSpec(sm, em, n) => (sm, em, 0, n)
+  }
+
+  /** Where the map outputs a spec reads are. */
+  def preferredLocations(
+      dep: ShuffleDependency[_, _, _],
+      spec: ShufflePartitionSpec
+  ): Seq[String] = {
+    val tracker = SparkEnv.get.mapOutputTracker.asInstanceOf[MapOutputTrackerMaster]
+    spec match {
+      case CoalescedPartitionSpec(start, end, _) =>
+        (start until end).flatMap(r => tracker.getPreferredLocationsForShuffle(dep, r))
+      case PartialReducerPartitionSpec(_, startMap, endMap, _) =>
+        tracker.getMapLocation(dep, startMap, endMap)
+      case PartialMapperPartitionSpec(map, _, _) => tracker.getMapLocation(dep, map, map + 1)
+      case CoalescedMapperPartitionSpec(startMap, endMap, _) =>
+        tracker.getMapLocation(dep, startMap, endMap)
+    }
   }
 
   /** The dependency whose map tasks run `child` natively and write its blocks. */
@@ -119,9 +202,7 @@ private[ballista] object NativeShuffle {
       output: Seq[Attribute],
       conf: SQLConf
   ): RDD[ColumnarBatch] = {
-    val all = (0 until dependency.partitioner.numPartitions).map { p =>
-      CoalescedPartitionSpec(p, p + 1): ShufflePartitionSpec
-    }.toArray
+    val all = allPartitions(dependency.partitioner.numPartitions)
     val blocks = new ShuffledBlockRDD(dependency, readMetrics, specs.getOrElse(all))
     decode(blocks, output, conf)
   }
@@ -162,6 +243,7 @@ private[ballista] object NativeShuffle {
         }
         b.setRange(range)
       case SinglePartition => b.setSingle(PSinglePartitioning.newBuilder())
+      case _: RoundRobinPartitioning => b.setRoundRobin(PRoundRobinPartitioning.newBuilder())
       case other => throw new IllegalStateException(s"unexpected partitioning $other")
     }
     b.build()
@@ -206,8 +288,10 @@ private[ballista] object NativeShuffle {
   }
 }
 
-private class ShuffledBlockPartition(override val index: Int, val spec: ShufflePartitionSpec)
-    extends Partition
+private[ballista] class ShuffledBlockPartition(
+    override val index: Int,
+    val spec: ShufflePartitionSpec
+) extends Partition
 
 /**
  * The blocks of a native shuffle's reduce side, one task per partition spec: a range of
@@ -225,19 +309,11 @@ private[ballista] class ShuffledBlockRDD(
   override protected def getPartitions: Array[Partition] =
     specs.zipWithIndex.map { case (spec, i) => new ShuffledBlockPartition(i, spec): Partition }
 
-  override def getPreferredLocations(partition: Partition): Seq[String] = {
-    val tracker = SparkEnv.get.mapOutputTracker.asInstanceOf[MapOutputTrackerMaster]
-    val dep = dependencies.head.asInstanceOf[ShuffleDependency[_, _, _]]
-    partition.asInstanceOf[ShuffledBlockPartition].spec match {
-      case CoalescedPartitionSpec(start, end, _) =>
-        (start until end).flatMap(r => tracker.getPreferredLocationsForShuffle(dep, r))
-      case PartialReducerPartitionSpec(_, startMap, endMap, _) =>
-        tracker.getMapLocation(dep, startMap, endMap)
-      case PartialMapperPartitionSpec(map, _, _) => tracker.getMapLocation(dep, map, map + 1)
-      case CoalescedMapperPartitionSpec(startMap, endMap, _) =>
-        tracker.getMapLocation(dep, startMap, endMap)
-    }
-  }
+  override def getPreferredLocations(partition: Partition): Seq[String] =
+    NativeShuffle.preferredLocations(
+      dependencies.head.asInstanceOf[ShuffleDependency[_, _, _]],
+      partition.asInstanceOf[ShuffledBlockPartition].spec
+    )
 
   override def compute(split: Partition, context: TaskContext): Iterator[Array[Byte]] = {
     val reporter = new SQLShuffleReadMetricsReporter(
@@ -245,13 +321,8 @@ private[ballista] class ShuffledBlockRDD(
       readMetrics
     )
     val manager = SparkEnv.get.shuffleManager
-    // (first map, end map, first reduce partition, end reduce partition)
-    val (startMap, endMap, start, end) = split.asInstanceOf[ShuffledBlockPartition].spec match {
-      case CoalescedPartitionSpec(s, e, _) => (0, Int.MaxValue, s, e)
-      case PartialReducerPartitionSpec(r, sm, em, _) => (sm, em, r, r + 1)
-      case PartialMapperPartitionSpec(m, s, e) => (m, m + 1, s, e)
-      case CoalescedMapperPartitionSpec(sm, em, n) => (sm, em, 0, n)
-    }
+    val (startMap, endMap, start, end) =
+      NativeShuffle.ranges(split.asInstanceOf[ShuffledBlockPartition].spec)
     manager
       .getReader[Int, Array[Byte]](handle, startMap, endMap, start, end, context, reporter)
       .read()
@@ -351,10 +422,19 @@ private[ballista] case class BallistaShuffleWriterExec(
   override protected def doCanonicalize(): SparkPlan = copy(child = child.canonicalized)
 
   override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+    // Spark starts each map task's round robin at a position drawn from its partition index.
+    val taskPartitioning =
+      if (!partitioning.hasRoundRobin) partitioning
+      else {
+        val start = new XORShiftRandom(partition).nextInt(partitioning.getNumPartitions)
+        partitioning.toBuilder
+          .setRoundRobin(PRoundRobinPartitioning.newBuilder().setStart(start))
+          .build()
+      }
     val writer = ShuffleWriter
       .newBuilder()
       .setInput(children.head)
-      .setPartitioning(partitioning)
+      .setPartitioning(taskPartitioning)
       .setCodec(codec)
     PlanNode.newBuilder().setShuffleWriter(writer).build()
   }

@@ -1,5 +1,6 @@
 package org.apache.spark.sql.ballista.ui
 
+import org.apache.spark.sql.ballista.shuffle.FlightShuffleService
 import java.util.concurrent.TimeUnit
 
 import scala.util.control.NonFatal
@@ -49,8 +50,7 @@ object NativeStatusReporter extends Logging {
       host,
       nativeVersion = NativeEngine.version(),
       nativeLibraryPath = NativeLibrary.loadedPath(),
-      // Native shuffles do not serve Arrow Flight yet.
-      flightEndpoint = None,
+      flightEndpoint = FlightShuffleService.endpoint,
       nativeMemoryInUse = memoryFigure(NativeEngine.nativeMemoryInUse()),
       nativeMemoryPeak = memoryFigure(NativeEngine.nativeMemoryPeak()),
       reportedAt = System.currentTimeMillis()

@@ -1,0 +1,545 @@
+//! The reduce side of a Flight shuffle: [`ShuffleReadExec`] fetches a task's shuffle blocks
+//! from the executors' Flight servers (see [`super::server`]) and decodes them.
+//!
+//! Blocks are fetched concurrently, within a limit on fetches and one on the (compressed)
+//! bytes of blocks fetched but not yet read; output order does not matter to a shuffle read.
+//! A block is fetched whole before any of it is returned, so a failed attempt can be retried
+//! from scratch without having returned part of it. A block that still fails ends the read
+//! with a [`FetchFailed`] error naming it, which Spark turns into a fetch failure of that block
+//! (re-running the map stage that produced it).
+
+use std::collections::{HashMap, VecDeque};
+use std::error::Error;
+use std::fmt::{self, Debug, Display, Formatter};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::Ticket;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use ballista_spark_proto as pb;
+use bytes::Bytes;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, internal_err, plan_err};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, RecordOutput, Time,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+use tokio::task::JoinSet;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+
+use crate::shuffle::reader::conform;
+
+/// Names of the exec's metrics beyond the baseline ones (read by [`crate::metrics`]).
+pub const FETCHED_BYTES: &str = "fetched_bytes";
+pub const FETCHED_BLOCKS: &str = "fetched_blocks";
+pub const FETCH_RETRIES: &str = "fetch_retries";
+pub const FETCH_WAIT: &str = "fetch_wait";
+
+/// Defaults of the [`pb::ShuffleReadBlocks`] settings left at 0.
+pub const DEFAULT_MAX_CONCURRENT_FETCHES: usize = 4;
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 48 << 20;
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub const DEFAULT_RETRY_WAIT_MS: u64 = 1000;
+
+/// How long connecting to an executor may take before the attempt fails (and is retried).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive pings on the connections: a server that vanished without closing them fails the
+/// fetches in flight instead of hanging them.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A shuffle block that could not be fetched, after the retries.
+#[derive(Debug, Clone)]
+pub struct FetchFailed {
+    /// The read's index in the plan's `shuffle_reads`.
+    pub reads_index: u32,
+    /// The block's index in that read's `blocks`.
+    pub block_index: u32,
+    pub message: String,
+}
+
+impl FetchFailed {
+    /// The fetch failure `error` holds, however deeply wrapped (context, shared errors, Arrow's
+    /// external errors): errors are walked through their sources.
+    pub fn find<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a FetchFailed> {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(failed) = e.downcast_ref::<FetchFailed>() {
+                return Some(failed);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
+impl Display for FetchFailed {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for FetchFailed {}
+
+/// The plan fetching and decoding `blocks`, whose batches have `schema`.
+pub fn shuffle_read(
+    reads_index: u32,
+    blocks: &pb::ShuffleReadBlocks,
+    schema: SchemaRef,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(Arc::new(ShuffleReadExec::try_new(
+        reads_index,
+        blocks,
+        schema,
+    )?))
+}
+
+/// The settings of one read, defaults applied.
+struct FetchOptions {
+    reads_index: u32,
+    authorization: AsciiMetadataValue,
+    max_concurrent_fetches: usize,
+    max_bytes_in_flight: u64,
+    max_retries: u32,
+    retry_wait: Duration,
+}
+
+/// One block to fetch.
+#[derive(Clone)]
+struct Block {
+    index: u32,
+    /// `http://host:port`.
+    endpoint: String,
+    ticket: Bytes,
+    size: u64,
+}
+
+/// Fetches shuffle blocks over Arrow Flight; one partition, output of the plan's schema.
+pub struct ShuffleReadExec {
+    options: Arc<FetchOptions>,
+    /// The non-empty blocks.
+    blocks: Arc<[Block]>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl ShuffleReadExec {
+    pub fn try_new(
+        reads_index: u32,
+        read: &pb::ShuffleReadBlocks,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let authorization = AsciiMetadataValue::try_from(format!("Bearer {}", read.token))
+            .or_else(|_| plan_err!("shuffle token is not a valid header value"))?;
+        let blocks = read
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.size > 0)
+            .map(|(index, b)| {
+                let Ok(port) = u16::try_from(b.port) else {
+                    return plan_err!("shuffle block {} on invalid port {}", b.ticket, b.port);
+                };
+                if b.host.is_empty() {
+                    return plan_err!("shuffle block {} without a host", b.ticket);
+                }
+                // An IPv6 literal is bracketed in a URI.
+                let host = if b.host.contains(':') && !b.host.starts_with('[') {
+                    format!("[{}]", b.host)
+                } else {
+                    b.host.clone()
+                };
+                Ok(Block {
+                    index: u32::try_from(index).or_else(|_| plan_err!("too many blocks"))?,
+                    endpoint: format!("http://{host}:{port}"),
+                    ticket: Bytes::from(b.ticket.clone()),
+                    size: b.size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let or = |value: u64, default: u64| if value == 0 { default } else { value };
+        let options = FetchOptions {
+            reads_index,
+            authorization,
+            max_concurrent_fetches: match read.max_concurrent_fetches {
+                0 => DEFAULT_MAX_CONCURRENT_FETCHES,
+                n => n as usize,
+            },
+            max_bytes_in_flight: or(read.max_bytes_in_flight, DEFAULT_MAX_BYTES_IN_FLIGHT),
+            max_retries: match read.max_retries {
+                0 => DEFAULT_MAX_RETRIES,
+                n => n,
+            },
+            retry_wait: Duration::from_millis(or(read.retry_wait_ms, DEFAULT_RETRY_WAIT_MS)),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(Self {
+            options: Arc::new(options),
+            blocks: blocks.into(),
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+}
+
+impl Debug for ShuffleReadExec {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "ShuffleReadExec")
+    }
+}
+
+impl DisplayAs for ShuffleReadExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ShuffleReadExec: reads_index={}, blocks={}, bytes={}",
+            self.options.reads_index,
+            self.blocks.len(),
+            self.blocks.iter().map(|b| b.size).sum::<u64>()
+        )
+    }
+}
+
+impl ExecutionPlan for ShuffleReadExec {
+    fn name(&self) -> &str {
+        "ShuffleReadExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !children.is_empty() {
+            return internal_err!("ShuffleReadExec has no children");
+        }
+        Ok(self)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("ShuffleReadExec has one partition, not {partition}");
+        }
+        let counters = Counters {
+            fetched_bytes: MetricBuilder::new(&self.metrics).counter(FETCHED_BYTES, partition),
+            fetched_blocks: MetricBuilder::new(&self.metrics).counter(FETCHED_BLOCKS, partition),
+            fetch_retries: MetricBuilder::new(&self.metrics).counter(FETCH_RETRIES, partition),
+        };
+        let state = Fetcher {
+            options: Arc::clone(&self.options),
+            schema: self.schema(),
+            pending: self.blocks.iter().cloned().collect(),
+            running: JoinSet::new(),
+            in_flight_bytes: 0,
+            current: VecDeque::new(),
+            current_size: 0,
+            clients: Arc::new(Clients::default()),
+            counters,
+            fetch_wait: MetricBuilder::new(&self.metrics).subset_time(FETCH_WAIT, partition),
+            baseline: BaselineMetrics::new(&self.metrics, partition),
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            let next = state.next_batch().await;
+            next.map(|n| (n, state))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
+    }
+}
+
+/// The counters fetch tasks update.
+#[derive(Clone)]
+struct Counters {
+    fetched_bytes: Count,
+    fetched_blocks: Count,
+    fetch_retries: Count,
+}
+
+/// The Flight clients of one read, one channel (connection) per executor; channels connect
+/// lazily and reconnect after failures.
+#[derive(Default)]
+struct Clients(Mutex<HashMap<String, FlightServiceClient<Channel>>>);
+
+impl Clients {
+    fn get(&self, endpoint: &str) -> std::result::Result<FlightServiceClient<Channel>, String> {
+        let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(endpoint) {
+            return Ok(client.clone());
+        }
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| format!("invalid endpoint {endpoint}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .connect_lazy();
+        // Record batch messages can be far larger than gRPC's default 4 MiB limit.
+        let client = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+        clients.insert(endpoint.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// A fetched block's batches, as decoded (not yet in the plan's schema).
+struct FetchedBlock {
+    batches: Vec<RecordBatch>,
+    size: u64,
+}
+
+/// The state of one read: blocks not started, fetches running, and the batches of the block
+/// being returned.
+struct Fetcher {
+    options: Arc<FetchOptions>,
+    schema: SchemaRef,
+    pending: VecDeque<Block>,
+    running: JoinSet<Result<FetchedBlock>>,
+    /// Sizes of the blocks being fetched, fetched, or being returned.
+    in_flight_bytes: u64,
+    current: VecDeque<RecordBatch>,
+    /// The size of the block `current` comes from, released when it has been returned.
+    current_size: u64,
+    clients: Arc<Clients>,
+    counters: Counters,
+    fetch_wait: Time,
+    baseline: BaselineMetrics,
+    /// Set at the end of the output or after an error.
+    done: bool,
+}
+
+impl Fetcher {
+    async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_inner().await;
+        match &next {
+            Some(Ok(batch)) => {
+                batch.record_output(&self.baseline);
+            }
+            Some(Err(_)) | None => {
+                // Stops the other fetches now rather than when the stream is dropped.
+                self.done = true;
+                self.running.abort_all();
+                self.baseline.done();
+            }
+        }
+        next
+    }
+
+    async fn next_inner(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            self.start_fetches();
+            if let Some(batch) = self.current.pop_front() {
+                return Some(conform(batch, &self.schema));
+            }
+            self.in_flight_bytes = self
+                .in_flight_bytes
+                .saturating_sub(std::mem::take(&mut self.current_size));
+            self.start_fetches();
+            let joined = {
+                let _timer = self.fetch_wait.timer();
+                self.running.join_next().await
+            };
+            let fetched = match joined? {
+                Ok(Ok(fetched)) => fetched,
+                Ok(Err(e)) => return Some(Err(e)),
+                Err(e) => return Some(internal_err!("shuffle fetch task failed: {e}")),
+            };
+            self.current_size = fetched.size;
+            self.current = fetched
+                .batches
+                .into_iter()
+                .filter(|b| b.num_rows() > 0)
+                .collect();
+        }
+    }
+
+    /// Starts fetching the next blocks while the limits allow. A block larger than the byte
+    /// limit starts when nothing else is in flight, and then alone.
+    fn start_fetches(&mut self) {
+        while self.running.len() < self.options.max_concurrent_fetches {
+            let Some(block) = self.pending.front() else {
+                return;
+            };
+            let fits =
+                self.in_flight_bytes.saturating_add(block.size) <= self.options.max_bytes_in_flight;
+            if !fits && self.in_flight_bytes > 0 {
+                return;
+            }
+            let Some(block) = self.pending.pop_front() else {
+                return;
+            };
+            self.in_flight_bytes = self.in_flight_bytes.saturating_add(block.size);
+            self.running.spawn(fetch(
+                block,
+                Arc::clone(&self.options),
+                Arc::clone(&self.clients),
+                self.counters.clone(),
+            ));
+        }
+    }
+}
+
+/// Why one attempt at a block failed, and whether another attempt may succeed.
+struct AttemptError {
+    message: String,
+    retryable: bool,
+}
+
+impl From<FlightError> for AttemptError {
+    fn from(e: FlightError) -> Self {
+        match e {
+            FlightError::Tonic(status) => Self {
+                retryable: retryable(status.code()),
+                message: format!("{:?}: {}", status.code(), status.message()),
+            },
+            other => Self {
+                message: other.to_string(),
+                retryable: false,
+            },
+        }
+    }
+}
+
+/// Failures a new attempt may cure: the server unreachable, restarting or overloaded, the
+/// connection or stream broken. Refusals (token, unknown block) and corrupt data are final.
+fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
+}
+
+/// Fetches one block whole, retrying what may be transient.
+async fn fetch(
+    block: Block,
+    options: Arc<FetchOptions>,
+    clients: Arc<Clients>,
+    counters: Counters,
+) -> Result<FetchedBlock> {
+    let mut attempt = 0u32;
+    let error = loop {
+        let error = match attempt_fetch(&block, &options, &clients).await {
+            Ok((batches, bytes)) => {
+                counters.fetched_bytes.add(bytes as usize);
+                counters.fetched_blocks.add(1);
+                return Ok(FetchedBlock {
+                    batches,
+                    size: block.size,
+                });
+            }
+            Err(e) => e,
+        };
+        if !error.retryable || attempt >= options.max_retries {
+            break error;
+        }
+        let wait = options.retry_wait.saturating_mul(1 << attempt.min(16));
+        log::warn!(
+            "fetching shuffle block {} from {} failed ({}), retrying in {wait:?}",
+            String::from_utf8_lossy(&block.ticket),
+            block.endpoint,
+            error.message
+        );
+        counters.fetch_retries.add(1);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    };
+    Err(DataFusionError::External(Box::new(FetchFailed {
+        reads_index: options.reads_index,
+        block_index: block.index,
+        message: format!(
+            "cannot fetch shuffle block {} from {} (attempts: {}): {}",
+            String::from_utf8_lossy(&block.ticket),
+            block.endpoint,
+            attempt + 1,
+            error.message
+        ),
+    })))
+}
+
+/// One attempt: the block's batches and the bytes received.
+async fn attempt_fetch(
+    block: &Block,
+    options: &FetchOptions,
+    clients: &Clients,
+) -> std::result::Result<(Vec<RecordBatch>, u64), AttemptError> {
+    let mut client = clients
+        .get(&block.endpoint)
+        .map_err(|message| AttemptError {
+            message,
+            retryable: false,
+        })?;
+    let mut request = Request::new(Ticket {
+        ticket: block.ticket.clone(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", options.authorization.clone());
+    let response = client
+        .do_get(request)
+        .await
+        .map_err(|status| FlightError::Tonic(Box::new(status)))?;
+    let received = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&received);
+    let data = response.into_inner().map(move |message| {
+        let data = message.map_err(|status| FlightError::Tonic(Box::new(status)))?;
+        let bytes = data.data_header.len() + data.data_body.len();
+        counted.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(data)
+    });
+    let batches = FlightRecordBatchStream::new_from_flight_data(data)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok((batches, received.load(Ordering::Relaxed)))
+}

@@ -16,4 +16,5 @@ data=$(tpch_data "${SCALE_FACTOR:-1}")
 log "TPC-H queries ${QUERIES:-1,6} at scale factor ${SCALE_FACTOR:-1}: vanilla Spark vs Spark + Ballista"
 spark-submit --master 'local[2]' --driver-memory 8g --jars "$(plugin_jar)" \
   --conf spark.plugins=ballista --conf spark.ui.enabled=false \
+  --conf spark.shuffle.manager=org.apache.spark.sql.ballista.shuffle.BallistaShuffleManager \
   "$REPO_ROOT/bench/tpch_compare.py" --data "$data" --queries "${QUERIES:-1,6}" --runs "${RUNS:-3}"

@@ -2,7 +2,8 @@
 # Runs every test: Rust format, lints and unit tests; the JVM tests (JNI round trip, errors,
 # resource release); the Spark integration tests against vanilla Spark on generated TPC-H
 # data; the C example against the C API; the example Maven project against the installed
-# artifact; and a spark-submit run of the packaged jar with --conf spark.plugins=ballista.
+# artifact; a spark-submit run of the packaged jar with --conf spark.plugins=ballista; and an
+# outside Arrow Flight client reading native shuffle blocks (dev/flight_client_test.py).
 # Tests use Cargo's dev profile: quick to build, fast enough on small data.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 require_toolchain
@@ -32,3 +33,12 @@ log "spark-submit --conf spark.plugins=ballista (TPC-H Q1, Q6 at scale factor 0.
 spark-submit --master 'local[2]' --jars "$(plugin_jar)" --conf spark.plugins=ballista \
   --conf spark.ui.enabled=false \
   "$REPO_ROOT/bench/tpch_compare.py" --data "$data" --queries 1,6 --runs 1
+
+log "an outside Arrow Flight client (pyarrow.flight) reads native shuffle blocks (scale factor 0.01)"
+flight_local_dir=$(mktemp -d)
+trap 'rm -rf "$flight_local_dir"' EXIT
+spark-submit --master 'local[2]' --jars "$(plugin_jar)" --conf spark.plugins=ballista \
+  --conf spark.shuffle.manager=org.apache.spark.sql.ballista.shuffle.BallistaShuffleManager \
+  --conf spark.ballista.ui.executorUpdateInterval=500 --conf spark.ui.port=0 \
+  --conf spark.local.dir="$flight_local_dir" \
+  "$REPO_ROOT/dev/flight_client_test.py" --data "$data"

@@ -40,7 +40,6 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
   private val ShuffleQueries = Seq(3, 5, 9, 10, 13, 18, 21)
 
   private var spark: SparkSession = _
-  private var localDir: File = _
 
   override def beforeAll(): Unit = {
     SparkFixture.stop()
@@ -49,7 +48,6 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
       fail("SPARK_HOME is not set: local-cluster executors start from a Spark 3.5 distribution")
     )
     assert(new File(sparkHome, "jars").isDirectory, s"no Spark distribution in $sparkHome")
-    localDir = Files.createTempDirectory("ballista-flight-local").toFile
     spark = SparkFixture
       .builder("ballista")
       .master("local-cluster[2,1,2048]")
@@ -58,7 +56,6 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
       // Spark's launcher looks for a source build's directories without it.
       .config("spark.executorEnv.SPARK_SCALA_VERSION", "2.12")
       .config("spark.driver.extraClassPath", pluginJar)
-      .config("spark.local.dir", localDir.getAbsolutePath)
       .config("spark.ballista.shuffle.flight.retryWaitMs", "100")
       .config("spark.ballista.shuffle.flight.maxRetries", "2")
       // Broadcasts would hide the shuffles of small tables.
@@ -139,7 +136,7 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
 
   test("native map outputs are Spark shuffle files in the executors' local directories") {
     SparkFixture.assertSameAsSpark(spark, Tpch.query(3), ordered = true)
-    val files = Files.walk(localDir.toPath).iterator().asScala.map(_.getFileName.toString).toSeq
+    val files = executorFiles().map(_.getFileName.toString)
     assert(files.exists(f => f.startsWith("shuffle_") && f.endsWith(".data")), files.take(20))
     assert(files.exists(f => f.startsWith("shuffle_") && f.endsWith(".index")), files.take(20))
   }
@@ -153,10 +150,7 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
       val df = spark.sql(sql)
       df.collect()
       // The plan's map outputs exist now; the next run of the same plan only reads them.
-      val dataFiles = Files
-        .walk(localDir.toPath)
-        .iterator()
-        .asScala
+      val dataFiles = executorFiles()
         .filter(p => p.getFileName.toString.matches("shuffle_\\d+_\\d+_0\\.data"))
         .toList
       assert(dataFiles.nonEmpty)
@@ -196,6 +190,27 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
     // The cluster replaces the lost executor; later queries still run on two.
     eventually(timeout(Span(120, Seconds))) {
       assert(spark.sparkContext.getExecutorMemoryStatus.size == 3)
+    }
+  }
+
+  /**
+   * The files in the executors' local directories. The workers choose the directories and
+   * tell the executors in SPARK_EXECUTOR_DIRS, which a query reads on the executors (Spark's own
+   * `reflect`: the test's classes are not on the executors' class path).
+   */
+  private def executorFiles(): Seq[java.nio.file.Path] = {
+    val dirs = spark
+      .range(0, 64, 1, 16)
+      .selectExpr("reflect('java.lang.System', 'getenv', 'SPARK_EXECUTOR_DIRS') AS dirs")
+      .distinct()
+      .collect()
+      .flatMap(row => Option(row.getString(0)).toSeq.flatMap(_.split(File.pathSeparator)))
+      .filter(d => d.nonEmpty && d != "null")
+    assert(dirs.nonEmpty, "the executors have no SPARK_EXECUTOR_DIRS")
+    dirs.toSeq.distinct.flatMap { dir =>
+      val root = new File(dir).toPath
+      if (!Files.exists(root)) Nil
+      else Files.walk(root).iterator().asScala.filter(Files.isRegularFile(_)).toList
     }
   }
 

@@ -3,6 +3,7 @@ package io.ballista.spark
 import io.ballista.spark.jni.NativeEngine
 import org.apache.spark.SparkException
 import org.apache.spark.sql.SparkSession
+import org.apache.spark.sql.ballista.execution.BallistaShuffleExchangeExec
 import org.scalatest.concurrent.Eventually._
 import org.scalatest.funsuite.AnyFunSuite
 import org.scalatest.time.{Seconds, Span}
@@ -170,5 +171,24 @@ class PluginSuite extends AnyFunSuite {
     } finally {
       session.stop()
     }
+  }
+
+  test("without Ballista's shuffle manager, native exchanges move Arrow blocks through Spark's") {
+    SparkFixture.stop()
+    val session =
+      SparkFixture.builder("ballista").config("spark.shuffle.manager", "sort").getOrCreate()
+    try {
+      Tpch.register(session)
+      Seq(3, 13).foreach { q =>
+        val df = SparkFixture.assertSameAsSpark(session, Tpch.query(q), ordered = true)
+        val exchanges = SparkFixture.operators(df.queryExecution.executedPlan).collect {
+          case e: BallistaShuffleExchangeExec => e
+        }
+        assert(exchanges.nonEmpty, s"Q$q has no native exchange")
+        // Spark's shuffle read the blocks: no Flight metrics, Spark's read metrics filled.
+        assert(exchanges.forall(!_.metrics.contains("flightBytesFetched")))
+        assert(exchanges.map(_.metrics("recordsRead").value).sum > 0)
+      }
+    } finally SparkFixture.stop()
   }
 }

@@ -31,6 +31,11 @@ object SparkFixture {
       .master("local[2]")
       .appName("ballista-integration-tests")
       .config("spark.plugins", pluginClass)
+      // Native shuffles over Arrow Flight, as recommended (PluginSuite also runs without).
+      .config(
+        "spark.shuffle.manager",
+        "org.apache.spark.sql.ballista.shuffle.BallistaShuffleManager"
+      )
       .config("spark.sql.shuffle.partitions", "4")
       // UiSuite reads the Spark UI; port 0 binds a free port, so concurrent runs do not clash.
       .config("spark.ui.enabled", "true")

@@ -134,6 +134,17 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
     }
   }
 
+  test("round-robin and range repartitioning over Flight keep every row") {
+    Seq(
+      "SELECT l_orderkey, l_linenumber, l_quantity FROM (SELECT /*+ REPARTITION(7) */ * FROM lineitem)",
+      "SELECT o_orderkey, o_totalprice FROM (SELECT /*+ REPARTITION_BY_RANGE(5, o_totalprice) */ * FROM orders)"
+    ).foreach { sql =>
+      val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+      assert(SparkFixture.nativeOperatorNames(df).contains("BallistaShuffleExchange"), sql)
+      assert(flightMetric(df, "flightBlocksFetched") > 0, sql)
+    }
+  }
+
   test("native map outputs are Spark shuffle files in the executors' local directories") {
     SparkFixture.assertSameAsSpark(spark, Tpch.query(3), ordered = true)
     val files = executorFiles().map(_.getFileName.toString)

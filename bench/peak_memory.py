@@ -28,47 +28,15 @@ import datetime
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 
-from tpch_compare import query_numbers, read_query, register_tables
+from tpch_common import (MIB, machine, mib, process_tree, query_numbers, read_query,
+                         register_tables, spark_submit_options, status_bytes)
 
 ENGINES = {"vanilla": "false", "plugin": "true"}  # engine -> spark.ballista.enabled
 SAMPLE_SECONDS = 0.1
-MIB = 1024 * 1024
-
-
-def status_bytes(pid, field):
-    """A memory field of /proc/<pid>/status (VmRSS, VmHWM) in bytes; 0 once the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def process_tree(root):
-    """`root` and all its descendants, found by scanning /proc for parent ids."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending += children.get(pid, [])
-    return tree
 
 
 def run_sampled(command, log_path):
@@ -86,18 +54,10 @@ def run_sampled(command, log_path):
 
 
 def spark_settings(args):
-    """The spark-submit options shared by both engines."""
-    confs = {
-        "spark.plugins": "ballista",
-        "spark.memory.offHeap.enabled": "true",
-        "spark.memory.offHeap.size": args.offheap_size,
-        "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
-        "spark.ui.enabled": "false",
-    }
-    options = ["--master", "local[2]", "--driver-memory", args.driver_memory, "--jars", args.jar]
-    for key, value in confs.items():
-        options += ["--conf", f"{key}={value}"]
-    return options
+    """The spark-submit options shared by both engines (the plugin is loaded in both; only
+    spark.ballista.enabled differs)."""
+    return spark_submit_options(args.driver_memory, args.offheap_size, args.shuffle_partitions,
+                                jar=args.jar)
 
 
 def measure(args, number, engine, runs_dir):
@@ -131,24 +91,6 @@ def measure(args, number, engine, runs_dir):
         "native_peak_bytes": result.get("native_peak_bytes"),
         "log": os.path.join(runs_dir, f"{name}.log"),
     }
-
-
-def machine():
-    def first(path, prefix):
-        with open(path) as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(prefix)),
-                        None)
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpu": first("/proc/cpuinfo", "model name"),
-        "cpus": os.cpu_count(),
-        "memory": first("/proc/meminfo", "MemTotal"),
-    }
-
-
-def mib(value):
-    return f"{value / MIB:.0f}"
 
 
 def markdown(report):

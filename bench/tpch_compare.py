@@ -12,37 +12,13 @@ Exits non-zero when any result differs, when a query ran without native operator
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
 from pyspark.sql import SparkSession
 
-TABLES = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]
-QUERY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tpch", "queries")
-
-
-def register_tables(spark, data_dir):
-    for table in TABLES:
-        for candidate in (f"{table}.parquet", table):
-            path = os.path.join(data_dir, candidate)
-            if os.path.exists(path):
-                spark.read.parquet(path).createOrReplaceTempView(table)
-                break
-        else:
-            raise SystemExit(f"table {table} not found under {data_dir}")
-
-
-def query_numbers(spec):
-    """TPC-H query numbers from "all" or a comma-separated list such as "1,6,9"."""
-    return range(1, 23) if spec == "all" else [int(q) for q in spec.split(",")]
-
-
-def read_query(number):
-    """The SQL text of TPC-H query `number`."""
-    with open(os.path.join(QUERY_DIR, f"q{number:02d}.sql")) as f:
-        return f.read()
+from tpch_common import query_numbers, read_query, register_tables
 
 
 def run(spark, sql, native, runs):

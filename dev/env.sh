@@ -16,6 +16,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BALLISTA_HOME/target}
 VENV=$BALLISTA_HOME/venv
 TPCHGEN_VERSION=4.0.0
 PYARROW_VERSION=26.0.1
+MATPLOTLIB_VERSION=3.9.4
 TPCHGEN=$BALLISTA_HOME/tools/bin/tpchgen-cli
 # The Spark version is set once, in the root pom.xml.
 SPARK_VERSION=$(sed -n 's:.*<spark.version>\(.*\)</spark.version>.*:\1:p' "$REPO_ROOT/pom.xml" | head -n 1)
@@ -39,8 +40,8 @@ require_toolchain() {
   mkdir -p "$BALLISTA_HOME"
 }
 
-# A virtualenv with pyspark $SPARK_VERSION and pyarrow; puts its spark-submit on PATH and
-# points SPARK_HOME at its Spark distribution.
+# A virtualenv with pyspark $SPARK_VERSION, pyarrow and matplotlib; puts its spark-submit on
+# PATH and points SPARK_HOME at its Spark distribution.
 ensure_pyspark() {
   if [[ ! -x $VENV/bin/python ]]; then
     log "creating $VENV"
@@ -53,6 +54,10 @@ ensure_pyspark() {
   if ! "$VENV/bin/python" -c "import pyarrow, sys; sys.exit(pyarrow.__version__ != '$PYARROW_VERSION')" 2>/dev/null; then
     log "installing pyarrow==$PYARROW_VERSION (Arrow Flight client of the shuffle tests)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow==$PYARROW_VERSION"
+  fi
+  if ! "$VENV/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
+    log "installing matplotlib==$MATPLOTLIB_VERSION (charts of bench/tpch_bench.py)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION"
   fi
   export PATH=$VENV/bin:$PATH
   export PYSPARK_PYTHON=$VENV/bin/python

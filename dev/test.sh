@@ -42,3 +42,9 @@ spark-submit --master 'local[2]' --jars "$(plugin_jar)" --conf spark.plugins=bal
   --conf spark.ballista.ui.executorUpdateInterval=500 --conf spark.ui.port=0 \
   --conf spark.local.dir="$flight_local_dir" \
   "$REPO_ROOT/dev/flight_client_test.py" --data "$data"
+
+log "the three-engine TPC-H benchmark harness runs and checks its results (scale factor 0.01)"
+bench_out=$(mktemp -d)
+trap 'rm -rf "$flight_local_dir" "$bench_out"' EXIT
+"$REPO_ROOT/bench/tpch_bench.sh" --scale-factor 0.01 --queries 1,3,13 --runs 1 \
+  --jar "$(plugin_jar)" --out "$bench_out"

@@ -32,8 +32,8 @@ import subprocess
 import sys
 import time
 
-from tpch_common import (MIB, machine, mib, process_tree, query_numbers, read_query,
-                         register_tables, spark_submit_options, status_bytes)
+from tpch_common import (MIB, SHUFFLE_MANAGER, machine, mib, process_tree, query_numbers,
+                         read_query, register_tables, spark_submit_options, status_bytes)
 
 ENGINES = {"vanilla": "false", "plugin": "true"}  # engine -> spark.ballista.enabled
 SAMPLE_SECONDS = 0.1
@@ -56,8 +56,10 @@ def run_sampled(command, log_path):
 def spark_settings(args):
     """The spark-submit options shared by both engines (the plugin is loaded in both; only
     spark.ballista.enabled differs)."""
+    # Ballista's shuffle manager for both: with spark.ballista.enabled=false every shuffle is
+    # Spark's own sort shuffle, as without the plugin.
     return spark_submit_options(args.driver_memory, args.offheap_size, args.shuffle_partitions,
-                                jar=args.jar)
+                                jar=args.jar, confs={"spark.shuffle.manager": SHUFFLE_MANAGER})
 
 
 def measure(args, number, engine, runs_dir):

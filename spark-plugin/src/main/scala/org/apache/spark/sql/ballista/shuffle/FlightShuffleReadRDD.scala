@@ -189,6 +189,8 @@ private[ballista] class FlightShuffleReadRDD(
       flightMetrics.get("flightFetchRetries").foreach(_.add(node.getFetchRetries))
       i += 1
     }
+    // Spark's own readers merge their temporary read metrics into the task's when done.
+    context.taskMetrics().mergeShuffleReadMetrics()
   }
 
   override def clearDependencies(): Unit = {

@@ -6,8 +6,9 @@ every column (cheap, and it keeps Spark from pruning columns before the exchange
 time is dominated by the shuffle: the map side scans, partitions, serializes, compresses and
 writes the rows, the reduce side reads, decompresses and deserializes them.
 
-Engines, each in a fresh `spark-submit` with the same settings (`local[2]`, driver memory, the
-plugin jar and `spark.plugins=ballista`); only the settings in ENGINES differ:
+Engines, each in a fresh `spark-submit` with the same settings (tpch_common's: `local[2]`,
+driver memory, off-heap memory, shuffle partitions, the plugin jar and `spark.plugins=ballista`;
+plus the UI, whose REST API is read); only the settings in ENGINES differ:
 
   vanilla             spark.ballista.enabled=false: Spark's sort shuffle of UnsafeRows
   plugin              native scan and exchange, BallistaShuffleManager (Arrow IPC files read
@@ -26,7 +27,8 @@ on the wire), the median query time, throughput in rows/s and in MB/s, and ratio
 MB/s is the same data volume for every engine divided by its time: the size of the rows in
 Spark's UnsafeRow format, i.e. vanilla's exchange "data size" metric (uncompressed), so MB/s
 ratios equal time ratios. Peak RSS of the spark-submit process tree is sampled as in
-bench/peak_memory.py.
+bench/peak_memory.py. Measure with a release build of the jar (`-Dnative.profile=release`): the
+report warns when the native library looks like a dev (unoptimized) one.
 
 Run it through bench/shuffle_bench.sh, which generates the data and finds the plugin jar:
 
@@ -49,11 +51,11 @@ import statistics
 import sys
 import time
 import urllib.request
+import zipfile
 
-from peak_memory import machine, run_sampled
-from tpch_compare import register_tables
-
-MANAGER = "org.apache.spark.sql.ballista.shuffle.BallistaShuffleManager"
+from peak_memory import run_sampled
+from tpch_common import MIB, SHUFFLE_MANAGER as MANAGER, machine, register_tables, \
+    spark_submit_options
 CODEC = "spark.ballista.shuffle.compression.codec"
 ENGINES = {
     "vanilla": {"spark.ballista.enabled": "false"},
@@ -72,7 +74,8 @@ QUERY = ("SELECT count(*) AS shuffled_rows, "
          + ", ".join(f"{fn}({c})" for fn, columns in COLUMNS.items() for c in columns)
          + " FROM (SELECT * FROM lineitem DISTRIBUTE BY l_orderkey)")
 MB = 1000 * 1000
-MIB = 1024 * 1024
+# The native library of a release build is about 150 MB, of a dev (unoptimized) one about 250.
+DEV_LIBRARY_BYTES = 200 * MB
 
 
 # ---------------------------------------------------------------- one engine, under spark-submit
@@ -220,15 +223,18 @@ def spark_submit():
 
 
 def spark_settings(args):
-    """The spark-submit options every engine shares."""
-    confs = {"spark.plugins": "ballista", "spark.sql.shuffle.partitions": str(args.shuffle_partitions)}
-    if args.offheap_size:
-        confs.update({"spark.memory.offHeap.enabled": "true",
-                      "spark.memory.offHeap.size": args.offheap_size})
-    options = ["--master", "local[2]", "--driver-memory", args.driver_memory, "--jars", args.jar]
-    for key, value in confs.items():
-        options += ["--conf", f"{key}={value}"]
-    return options
+    """The spark-submit options every engine shares: the benchmarks' common ones (local[2],
+    memory, off-heap, shuffle partitions, the plugin jar with spark.plugins=ballista), with the
+    UI on, as its REST API has the stages' shuffle metrics."""
+    return spark_submit_options(args.driver_memory, args.offheap_size, args.shuffle_partitions,
+                                jar=args.jar, confs={"spark.ui.enabled": "true"})
+
+
+def native_library_bytes(jar):
+    """The size of the native library packed in the plugin jar (None if there is none)."""
+    with zipfile.ZipFile(jar) as archive:
+        sizes = [i.file_size for i in archive.infolist() if i.filename.endswith("libballista_spark.so")]
+    return sizes[0] if sizes else None
 
 
 def measure(args, engine, runs_dir):
@@ -294,12 +300,13 @@ def markdown(report):
         f"# Shuffle throughput, TPC-H lineitem at scale factor {settings['scale_factor']}",
         "",
         f"{report['date']}, {report['machine']['cpu']} ({report['machine']['cpus']} CPUs, "
-        f"{report['machine']['memory']}); `local[2]`, driver memory {settings['driver_memory']}"
-        f"{', off-heap ' + settings['offheap_size'] if settings['offheap_size'] else ''}, "
+        f"{report['machine']['memory']}); `local[2]`, driver memory {settings['driver_memory']}, "
+        f"off-heap {settings['offheap_size']}, "
         f"{settings['shuffle_partitions']} shuffle partitions; {settings['warmup']} warm-up and "
         f"{settings['runs']} timed runs per engine (median), one spark-submit per engine.",
         "",
         f"Query: `{QUERY}`",
+    ] + (["", f"**Warning: {report['warning']}.**"] if report.get("warning") else []) + [
         "",
         "MB/s: " + (f"{volume / MB:.0f} MB (the rows as Spark's UnsafeRows, vanilla's exchange "
                     "\"data size\") / median time." if volume else "n/a (vanilla did not run)"),
@@ -350,7 +357,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="timed runs per engine")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs per engine")
     parser.add_argument("--driver-memory", default="4g")
-    parser.add_argument("--offheap-size", help="enables off-heap memory of this size for all")
+    parser.add_argument("--offheap-size", default="2g", help="spark.memory.offHeap.size")
     parser.add_argument("--shuffle-partitions", type=int, default=200)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                       "results"), help="output directory")
@@ -374,10 +381,17 @@ def main():
         "settings": {"scale_factor": args.scale_factor, "data": args.data, "jar": args.jar,
                      "driver_memory": args.driver_memory, "offheap_size": args.offheap_size,
                      "shuffle_partitions": args.shuffle_partitions, "runs": args.runs,
-                     "warmup": args.warmup, "spark_submit": spark_settings(args)},
+                     "warmup": args.warmup, "spark_submit": spark_settings(args),
+                     "native_library_bytes": native_library_bytes(args.jar)},
         "query": QUERY,
         "engines": {},
     }
+    library = report["settings"]["native_library_bytes"]
+    if library and library > DEV_LIBRARY_BYTES:
+        report["warning"] = (f"the jar's native library has {library / MB:.0f} MB: likely a dev "
+                             "(unoptimized) build, so the plugin's times say little; build with "
+                             "-Dnative.profile=release")
+        print(f"WARNING: {report['warning']}", file=sys.stderr, flush=True)
     for engine in engines:
         run = report["engines"][engine] = measure(args, engine, runs_dir)
         if run["status"] == "ok":

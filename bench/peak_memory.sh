@@ -8,23 +8,4 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../dev/env.sh"
 ensure_pyspark
 
-scale_factor=10
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  case ${args[i]} in
-    -h | --help) exec "$VENV/bin/python" "$REPO_ROOT/bench/peak_memory.py" --help ;;
-    --scale-factor) scale_factor=${args[i + 1]:-$scale_factor} ;;
-    --scale-factor=*) scale_factor=${args[i]#*=} ;;
-  esac
-done
-
-jar=$(plugin_jar)
-if [[ -z $jar ]]; then
-  echo "no plugin jar matches $PLUGIN_JAR_GLOB: build it first, with dev/demo.sh or" >&2
-  echo "  mvn -B -ntp -q -DskipTests -Dnative.profile=release -pl spark-plugin -am install" >&2
-  exit 1
-fi
-ensure_tpchgen
-data=$(tpch_data "$scale_factor")
-log "peak RSS of TPC-H at scale factor $scale_factor: vanilla Spark vs Spark + Ballista"
-exec "$VENV/bin/python" "$REPO_ROOT/bench/peak_memory.py" --data "$data" --jar "$jar" "$@"
+bench_main peak_memory.py 10 "peak RSS of TPC-H: vanilla Spark vs Spark + Ballista" "$@"

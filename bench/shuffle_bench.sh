@@ -9,23 +9,4 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../dev/env.sh"
 ensure_pyspark
 
-scale_factor=1
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  case ${args[i]} in
-    -h | --help) exec "$VENV/bin/python" "$REPO_ROOT/bench/shuffle_bench.py" --help ;;
-    --scale-factor) scale_factor=${args[i + 1]:-$scale_factor} ;;
-    --scale-factor=*) scale_factor=${args[i]#*=} ;;
-  esac
-done
-
-jar=$(plugin_jar)
-if [[ -z $jar ]]; then
-  echo "no plugin jar matches $PLUGIN_JAR_GLOB: build it first, with dev/demo.sh or" >&2
-  echo "  mvn -B -ntp -q -DskipTests -Dnative.profile=release -pl spark-plugin -am install" >&2
-  exit 1
-fi
-ensure_tpchgen
-data=$(tpch_data "$scale_factor")
-log "shuffle throughput on TPC-H lineitem at scale factor $scale_factor"
-exec "$VENV/bin/python" "$REPO_ROOT/bench/shuffle_bench.py" --data "$data" --jar "$jar" "$@"
+bench_main shuffle_bench.py 1 "shuffle throughput on TPC-H lineitem" "$@"

@@ -11,27 +11,5 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../dev/env.sh"
 ensure_pyspark
 
-scale_factor=1
-jar=
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  case ${args[i]} in
-    -h | --help) exec "$VENV/bin/python" "$REPO_ROOT/bench/tpch_bench.py" --help ;;
-    --scale-factor) scale_factor=${args[i + 1]:-$scale_factor} ;;
-    --scale-factor=*) scale_factor=${args[i]#*=} ;;
-    --jar) jar=${args[i + 1]:-} ;;
-    --jar=*) jar=${args[i]#*=} ;;
-  esac
-done
-
-jar=${jar:-$(plugin_jar)}
-if [[ -z $jar ]]; then
-  echo "no plugin jar matches $PLUGIN_JAR_GLOB: build it first, with dev/demo.sh or" >&2
-  echo "  mvn -B -ntp -q -DskipTests -Dnative.profile=release -pl spark-plugin -am install" >&2
-  exit 1
-fi
-ensure_tpchgen
-data=$(tpch_data "$scale_factor")
-log "TPC-H at scale factor $scale_factor: vanilla Spark, Spark + Ballista, the native engine alone"
-exec "$VENV/bin/python" "$REPO_ROOT/bench/tpch_bench.py" --data "$data" --jar "$jar" \
-  --scale-factor "$scale_factor" --data-generator "tpchgen-cli $TPCHGEN_VERSION" "$@"
+bench_main tpch_bench.py 1 "TPC-H: vanilla Spark, Spark + Ballista, the native engine alone" \
+  --data-generator "tpchgen-cli $TPCHGEN_VERSION" "$@"

@@ -91,3 +91,33 @@ plugin_jar() {
   # shellcheck disable=SC2086
   ls $PLUGIN_JAR_GLOB 2>/dev/null | grep -v original | head -n 1
 }
+
+# bench_main SCRIPT DEFAULT_SCALE_FACTOR TITLE [ARGS...]: what the bench/*.sh wrappers do.
+# Generates the TPC-H data of --scale-factor (once), takes the plugin jar from --jar or the
+# build, and runs bench/SCRIPT with --data, --jar, --scale-factor and ARGS.
+bench_main() {
+  local script=$1 scale_factor=$2 title=$3
+  shift 3
+  local args=("$@") jar="" i data
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    case ${args[i]} in
+      -h | --help) exec "$VENV/bin/python" "$REPO_ROOT/bench/$script" --help ;;
+      --scale-factor) scale_factor=${args[i + 1]:-$scale_factor} ;;
+      --scale-factor=*) scale_factor=${args[i]#*=} ;;
+      --jar) jar=${args[i + 1]:-} ;;
+      --jar=*) jar=${args[i]#*=} ;;
+    esac
+  done
+  jar=${jar:-$(plugin_jar)}
+  if [[ -z $jar ]]; then
+    echo "no plugin jar matches $PLUGIN_JAR_GLOB: build it first, with dev/demo.sh or" >&2
+    echo "  mvn -B -ntp -q -DskipTests -Dnative.profile=release -pl spark-plugin -am install" >&2
+    exit 1
+  fi
+  ensure_tpchgen
+  data=$(tpch_data "$scale_factor")
+  log "$title at scale factor $scale_factor"
+  # ARGS last: a --jar or --scale-factor given there wins over these.
+  exec "$VENV/bin/python" "$REPO_ROOT/bench/$script" --data "$data" --jar "$jar" \
+    --scale-factor "$scale_factor" "$@"
+}

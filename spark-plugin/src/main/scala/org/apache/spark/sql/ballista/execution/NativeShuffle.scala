@@ -41,7 +41,6 @@ import org.apache.spark.sql.ballista.shuffle.{
   NativeShuffleDependency,
   NativeShuffleMapRDD
 }
-import org.apache.spark.util.random.XORShiftRandom
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{
   Attribute,
@@ -67,6 +66,7 @@ import org.apache.spark.sql.execution.metric.{SQLMetric, SQLShuffleReadMetricsRe
 import org.apache.spark.sql.internal.SQLConf
 import org.apache.spark.sql.types.{BinaryType, IntegerType, LongType}
 import org.apache.spark.sql.vectorized.ColumnarBatch
+import org.apache.spark.util.random.XORShiftRandom
 
 /**
  * Columnar shuffles on Spark's shuffle service: the native `ShuffleWriter` splits a native

@@ -45,6 +45,9 @@ class MemorySuite extends AnyFunSuite with BeforeAndAfterAll {
       .config("spark.memory.offHeap.enabled", "true")
       .config("spark.memory.offHeap.size", OffHeapSize)
       .config("spark.sql.autoBroadcastJoinThreshold", "-1")
+      // The joins stay sort-merge joins, whose sorts and buffers are what spills here (small
+      // measured joins would otherwise become hash joins, which hold their build side).
+      .config("spark.ballista.join.replaceSortMergeJoin", "false")
       .config("spark.ballista.batchSize", "1024")
       .getOrCreate()
     Tpch.register(spark)

@@ -115,6 +115,61 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
     }
   }
 
+  private def joinOperators(sql: String): Seq[String] = {
+    val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+    SparkFixture.nativeOperatorNames(df).filter(n => n.contains("Join") || n == "BallistaSort")
+  }
+
+  for (joinType <- joinTypes; condition <- Seq(false, true)) {
+    val label = if (condition) "with a condition" else "on keys only"
+    test(s"$joinType sort-merge join runs as a hash join without sorts $label") {
+      spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+      try {
+        // Repartitioned: nothing above the join relies on its order (see the test below).
+        val sql = joinQuery(joinType, condition, "MERGE").replace("MERGE(r)", "REPARTITION(3)")
+        assert(joinOperators(sql) == Seq("BallistaHashJoin"))
+        // Left as planned when switched off or when the build side is above the limit.
+        for (
+          (key, value) <- Seq(
+            "spark.ballista.join.replaceSortMergeJoin" -> "false",
+            "spark.ballista.join.hashJoinMaxBuildBytes" -> "1"
+          )
+        ) {
+          spark.conf.set(key, value)
+          try assert(joinOperators(sql).contains("BallistaSortMergeJoin"), s"$key=$value")
+          finally spark.conf.unset(key)
+        }
+      } finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    }
+  }
+
+  test("sort-merge joins stay where the sorted output is relied on, elsewhere become hash joins") {
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try {
+      // The join above reads the first join's output sorted by b1.id without a sort of its
+      // own; with the aggregate on top nothing needs either order: both become hash joins.
+      val threeWay = "SELECT b1.id, count(*), sum(b2.g), max(b3.d) FROM big b1 " +
+        "JOIN big b2 ON b1.id = b2.id JOIN big b3 ON b1.id = b3.id GROUP BY b1.id"
+      assert(joinOperators(threeWay) == Seq("BallistaHashJoin", "BallistaHashJoin"))
+      // Spark drops a sort within partitions that the sort-merge join's output already
+      // satisfies, so that join has to stay and keep its output sorted.
+      spark.conf.set("spark.ballista.enabled", "true")
+      val sorted = spark
+        .table("big")
+        .as("b1")
+        .join(spark.table("big").as("b2"), "id")
+        .select("id", "b1.g", "b2.d")
+        .sortWithinPartitions("id")
+      val partitions = sorted.rdd.glom().collect()
+      assert(partitions.map(_.length).sum == 5000)
+      partitions.foreach { rows =>
+        val ids = rows.map(_.getLong(0)).toSeq
+        assert(ids == ids.sorted, "a partition is not sorted")
+      }
+      assert(SparkFixture.nativeOperatorNames(sorted).contains("BallistaSortMergeJoin"))
+    } finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+  }
+
   test("NOT IN subquery (null-aware anti join) with and without nulls in the subquery") {
     check("SELECT * FROM l WHERE k NOT IN (SELECT k FROM nonull)", ordered = false)
     check("SELECT * FROM l WHERE k NOT IN (SELECT k FROM withnull)", ordered = false)

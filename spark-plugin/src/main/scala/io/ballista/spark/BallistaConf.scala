@@ -1,6 +1,7 @@
 package io.ballista.spark
 
 import org.apache.spark.SparkConf
+import org.apache.spark.network.util.JavaUtils
 import org.apache.spark.sql.internal.SQLConf
 
 /**
@@ -73,6 +74,19 @@ object BallistaConf {
     "Compression of the Arrow IPC blocks of native shuffles and broadcasts."
   )
 
+  val ReplaceSortMergeJoin: BooleanEntry = BooleanEntry(
+    "spark.ballista.join.replaceSortMergeJoin",
+    default = true,
+    "Run a sort-merge join as a native hash join, without its sorts, when adaptive execution " +
+      "has measured its build side within spark.ballista.join.hashJoinMaxBuildBytes."
+  )
+
+  val HashJoinMaxBuildBytes: BytesEntry = BytesEntry(
+    "spark.ballista.join.hashJoinMaxBuildBytes",
+    "The largest build-side partition (compressed shuffle bytes) for which a sort-merge join " +
+      "becomes a hash join. 0 (default): a quarter of a task's share of off-heap memory."
+  )
+
   val UiExecutorUpdateInterval: PositiveIntEntry = PositiveIntEntry(
     "spark.ballista.ui.executorUpdateInterval",
     default = 5000,
@@ -81,9 +95,13 @@ object BallistaConf {
 
   /** A size in bytes ("512m", "6g"; 0 = none), read from the application's SparkConf. */
   final case class BytesEntry(key: String, doc: String, default: String = "0") {
-    def get(conf: SparkConf): Long = {
+    def get(conf: SparkConf): Long = parse(conf.get(key, default))
+
+    def get(conf: SQLConf): Long = parse(conf.getConfString(key, default))
+
+    private def parse(value: String): Long = {
       val bytes =
-        try conf.getSizeAsBytes(key, default)
+        try JavaUtils.byteStringAsBytes(value.trim)
         catch {
           case e: NumberFormatException =>
             throw new IllegalArgumentException(s"$key should be a size like 6g, ${e.getMessage}")

@@ -53,8 +53,9 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
     if (!BallistaConf.Enabled.get(conf)) {
       plan
     } else {
-      Operators.markNativeBroadcasts(plan)
-      plan.transformUp { case operator => translate(operator) }
+      val joinsChosen = ReplaceSortMergeJoin(session)(plan, conf)
+      Operators.markNativeBroadcasts(joinsChosen)
+      joinsChosen.transformUp { case operator => translate(operator) }
     }
   }
 

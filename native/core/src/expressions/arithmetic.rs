@@ -6,7 +6,11 @@ use std::fmt::{self, Display, Formatter};
 use std::hash::Hash;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, ArrowNativeTypeOp, AsArray, Decimal128Array, PrimitiveArray};
+use arrow::array::{
+    Array, ArrayRef, ArrowNativeTypeOp, AsArray, BooleanBufferBuilder, Decimal128Array,
+    PrimitiveArray,
+};
+use arrow::buffer::NullBuffer;
 use arrow::compute::kernels::numeric;
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, FieldRef, Float32Type, Float64Type, Schema,
@@ -16,7 +20,7 @@ use datafusion::common::{Result, exec_err, internal_err};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::kernels::decimal::{self, DecimalOp, DecimalResult};
+use crate::kernels::decimal::{DecimalKernel, DecimalOp, DecimalResult};
 
 /// How overflow and division by zero are reported (Spark's `EvalMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,14 +96,18 @@ impl SparkArithmetic {
             l.as_primitive::<arrow::datatypes::Decimal128Type>(),
             r.as_primitive::<arrow::datatypes::Decimal128Type>(),
         );
-        let mut values = Vec::with_capacity(l.len());
-        for i in 0..l.len() {
-            if l.is_null(i) || r.is_null(i) {
-                values.push(None);
+        let kernel = DecimalKernel::new(self.op, *ls, *rs, p, s);
+        let nulls = NullBuffer::union(l.nulls(), r.nulls());
+        let (lv, rv) = (l.values(), r.values());
+        let mut values = vec![0_i128; l.len()];
+        // Overflows and divisions by zero become nulls (outside ANSI mode); rare.
+        let mut failed = Vec::new();
+        for (i, out) in values.iter_mut().enumerate() {
+            if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
                 continue;
             }
-            let v = match decimal::apply(self.op, l.value(i), *ls, r.value(i), *rs, p, s) {
-                DecimalResult::Value(v) => Some(v),
+            match kernel.eval(lv[i], rv[i]) {
+                DecimalResult::Value(v) => *out = v,
                 DecimalResult::Overflow if self.eval_mode == EvalMode::Ansi => {
                     return exec_err!(
                         "[NUMERIC_VALUE_OUT_OF_RANGE] {:?} result does not fit Decimal({p}, {s})",
@@ -109,11 +117,21 @@ impl SparkArithmetic {
                 DecimalResult::DivideByZero if self.eval_mode == EvalMode::Ansi => {
                     return exec_err!("[DIVIDE_BY_ZERO] Division by zero");
                 }
-                DecimalResult::Overflow | DecimalResult::DivideByZero => None,
-            };
-            values.push(v);
+                DecimalResult::Overflow | DecimalResult::DivideByZero => failed.push(i),
+            }
         }
-        let array = Decimal128Array::from(values).with_precision_and_scale(p, s)?;
+        let nulls = if failed.is_empty() {
+            nulls
+        } else {
+            let mut valid = BooleanBufferBuilder::new(values.len());
+            match &nulls {
+                Some(n) => valid.append_buffer(n.inner()),
+                None => valid.append_n(values.len(), true),
+            }
+            failed.iter().for_each(|&i| valid.set_bit(i, false));
+            Some(NullBuffer::new(valid.finish()))
+        };
+        let array = Decimal128Array::new(values.into(), nulls).with_precision_and_scale(p, s)?;
         Ok(Arc::new(array))
     }
 

@@ -62,51 +62,140 @@ fn div_round_half_up_i128(n: i128, d: i128) -> i128 {
     }
 }
 
-/// The common case of [`apply`] without 256-bit arithmetic: `None` when an intermediate
-/// value does not fit 128 bits (the caller then takes the exact 256-bit path).
-fn apply_i128(
-    op: DecimalOp,
-    left: i128,
-    left_scale: i8,
-    right: i128,
-    right_scale: i8,
-    scale: i8,
-) -> Option<i128> {
-    let rescale = |v: i128, from: i8, to: i8| -> Option<i128> {
-        let diff = i32::from(to) - i32::from(from);
-        if diff >= 0 {
-            v.checked_mul(10_i128.checked_pow(diff as u32)?)
+/// Multiplies by `10^diff` (`diff >= 0`) or divides by `10^-diff` rounding HALF_UP, in
+/// 128 bits; the factor is computed once per operator, not per value.
+#[derive(Debug, Clone, Copy)]
+enum Rescale {
+    Up(i128),
+    Down(i128),
+}
+
+impl Rescale {
+    /// `None` when `10^|diff|` does not fit 128 bits.
+    fn new(diff: i32) -> Option<Self> {
+        let factor = 10_i128.checked_pow(diff.unsigned_abs())?;
+        Some(if diff >= 0 {
+            Rescale::Up(factor)
         } else {
-            Some(div_round_half_up_i128(
-                v,
-                10_i128.checked_pow((-diff) as u32)?,
-            ))
+            Rescale::Down(factor)
+        })
+    }
+
+    #[inline]
+    fn apply(self, v: i128) -> Option<i128> {
+        match self {
+            Rescale::Up(1) => Some(v),
+            Rescale::Up(f) => v.checked_mul(f),
+            Rescale::Down(f) => Some(div_round_half_up_i128(v, f)),
         }
-    };
-    match op {
-        DecimalOp::Add | DecimalOp::Subtract => {
-            let common = left_scale.max(right_scale);
-            let (l, r) = (
-                rescale(left, left_scale, common)?,
-                rescale(right, right_scale, common)?,
-            );
-            let v = if op == DecimalOp::Add {
-                l.checked_add(r)?
-            } else {
-                l.checked_sub(r)?
-            };
-            rescale(v, common, scale)
-        }
-        DecimalOp::Multiply => rescale(left.checked_mul(right)?, left_scale + right_scale, scale),
-        DecimalOp::Divide => {
-            let shift = i32::from(scale) - i32::from(left_scale) + i32::from(right_scale);
-            if shift >= 0 {
-                let n = left.checked_mul(10_i128.checked_pow(shift as u32)?)?;
-                Some(div_round_half_up_i128(n, right))
-            } else {
-                let d = right.checked_mul(10_i128.checked_pow((-shift) as u32)?)?;
-                Some(div_round_half_up_i128(left, d))
+    }
+}
+
+/// One decimal operator on fixed operand and result types, prepared for many values: the
+/// scaling factors and the result bound are computed once, so the common case is a few
+/// checked 128-bit operations per value; values whose intermediates leave 128 bits take the
+/// exact 256-bit path of [`apply`].
+#[derive(Debug, Clone, Copy)]
+pub struct DecimalKernel {
+    op: DecimalOp,
+    left_scale: i8,
+    right_scale: i8,
+    precision: u8,
+    scale: i8,
+    /// Add/subtract: the operands' factors to the common scale, then common → result.
+    /// Multiply: product scale → result. Divide: the dividend's (`Up`) or divisor's
+    /// (`Down`, applied as a multiplication) factor.
+    left: Option<Rescale>,
+    right: Option<Rescale>,
+    result: Option<Rescale>,
+    /// 10^precision: results must be smaller in magnitude.
+    bound: u128,
+}
+
+impl DecimalKernel {
+    pub fn new(op: DecimalOp, left_scale: i8, right_scale: i8, precision: u8, scale: i8) -> Self {
+        let (ls, rs, s) = (
+            i32::from(left_scale),
+            i32::from(right_scale),
+            i32::from(scale),
+        );
+        let (left, right, result) = match op {
+            DecimalOp::Add | DecimalOp::Subtract => {
+                let common = ls.max(rs);
+                (
+                    Rescale::new(common - ls),
+                    Rescale::new(common - rs),
+                    Rescale::new(s - common),
+                )
             }
+            DecimalOp::Multiply => (None, None, Rescale::new(s - ls - rs)),
+            DecimalOp::Divide => {
+                let shift = s - ls + rs;
+                if shift >= 0 {
+                    (Rescale::new(shift), None, None)
+                } else {
+                    (None, Rescale::new(-shift), None)
+                }
+            }
+        };
+        Self {
+            op,
+            left_scale,
+            right_scale,
+            precision,
+            scale,
+            left,
+            right,
+            result,
+            bound: 10_u128.pow(u32::from(precision.min(MAX_PRECISION))),
+        }
+    }
+
+    /// `left op right` as an unscaled value of the result type.
+    #[inline]
+    pub fn eval(&self, left: i128, right: i128) -> DecimalResult {
+        if self.op == DecimalOp::Divide && right == 0 {
+            return DecimalResult::DivideByZero;
+        }
+        match self.eval_i128(left, right) {
+            Some(v) if v.unsigned_abs() < self.bound => DecimalResult::Value(v),
+            Some(_) => DecimalResult::Overflow,
+            None => apply_wide(
+                self.op,
+                left,
+                self.left_scale,
+                right,
+                self.right_scale,
+                self.precision,
+                self.scale,
+            ),
+        }
+    }
+
+    /// The exact HALF_UP result in 128 bits; `None` when an intermediate does not fit.
+    #[inline]
+    fn eval_i128(&self, left: i128, right: i128) -> Option<i128> {
+        match self.op {
+            DecimalOp::Add | DecimalOp::Subtract => {
+                let l = self.left?.apply(left)?;
+                let r = self.right?.apply(right)?;
+                let v = if self.op == DecimalOp::Add {
+                    l.checked_add(r)?
+                } else {
+                    l.checked_sub(r)?
+                };
+                self.result?.apply(v)
+            }
+            DecimalOp::Multiply => self.result?.apply(left.checked_mul(right)?),
+            DecimalOp::Divide => match (self.left, self.right) {
+                (Some(Rescale::Up(f)), _) => {
+                    Some(div_round_half_up_i128(left.checked_mul(f)?, right))
+                }
+                (_, Some(Rescale::Up(f))) => {
+                    Some(div_round_half_up_i128(left, right.checked_mul(f)?))
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -167,7 +256,8 @@ pub fn change_precision(
 }
 
 /// Evaluates `left op right` for unscaled values of scales `left_scale` and `right_scale`,
-/// giving an unscaled value of the result type `(precision, scale)`.
+/// giving an unscaled value of the result type `(precision, scale)`. For many values of the
+/// same types, prepare a [`DecimalKernel`] once instead.
 pub fn apply(
     op: DecimalOp,
     left: i128,
@@ -177,16 +267,19 @@ pub fn apply(
     precision: u8,
     scale: i8,
 ) -> DecimalResult {
-    if op == DecimalOp::Divide && right == 0 {
-        return DecimalResult::DivideByZero;
-    }
-    if let Some(v) = apply_i128(op, left, left_scale, right, right_scale, scale) {
-        return if v.unsigned_abs() < 10_u128.pow(u32::from(precision)) {
-            DecimalResult::Value(v)
-        } else {
-            DecimalResult::Overflow
-        };
-    }
+    DecimalKernel::new(op, left_scale, right_scale, precision, scale).eval(left, right)
+}
+
+/// [`apply`] with 256-bit intermediates, for values whose 128-bit evaluation overflows.
+fn apply_wide(
+    op: DecimalOp,
+    left: i128,
+    left_scale: i8,
+    right: i128,
+    right_scale: i8,
+    precision: u8,
+    scale: i8,
+) -> DecimalResult {
     let l = i256::from_i128(left);
     let r = i256::from_i128(right);
     let exact = match op {
@@ -343,7 +436,7 @@ mod tests {
                         if op == DecimalOp::Divide && b == 0 {
                             continue;
                         }
-                        let narrow = apply_i128(op, a, sa, b, sb, s);
+                        let narrow = DecimalKernel::new(op, sa, sb, 38, s).eval_i128(a, b);
                         let wide = {
                             let (l, r) = (i256::from_i128(a), i256::from_i128(b));
                             match op {
@@ -382,6 +475,42 @@ mod tests {
                                 "{op:?} {a}@{sa} {b}@{sb} -> @{s}"
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_kernel_agrees_with_the_exact_path() {
+        let values = [
+            0_i128,
+            1,
+            -7,
+            55,
+            -12_345,
+            pow10_i128(9) - 1,
+            pow10_i128(18) + 3,
+            -pow10_i128(37),
+            pow10_i128(38) - 1,
+        ];
+        let ops = [
+            DecimalOp::Add,
+            DecimalOp::Subtract,
+            DecimalOp::Multiply,
+            DecimalOp::Divide,
+        ];
+        for op in ops {
+            for (ls, rs, p, s) in [(2, 2, 38, 4), (0, 3, 10, 2), (6, 1, 38, 38), (3, 3, 12, 0)] {
+                let kernel = DecimalKernel::new(op, ls, rs, p, s);
+                for &a in &values {
+                    for &b in &values {
+                        let expected = if op == DecimalOp::Divide && b == 0 {
+                            DivideByZero
+                        } else {
+                            apply_wide(op, a, ls, b, rs, p, s)
+                        };
+                        assert_eq!(kernel.eval(a, b), expected, "{op:?} {a}@{ls} {b}@{rs}");
                     }
                 }
             }

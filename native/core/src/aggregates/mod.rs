@@ -134,3 +134,9 @@ fn function_for(
         _ => return plan_err!("unsupported aggregate {kind:?} over {arg_type} ({mode:?})"),
     })
 }
+
+/// Whether a grouped aggregate counts `row`: no filter, or the filter selects it.
+fn selected(filter: Option<&arrow::array::BooleanArray>, row: usize) -> bool {
+    use arrow::array::Array;
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
+use super::selected;
 use crate::expressions::arithmetic::EvalMode;
 use crate::kernels::decimal::{self, DecimalOp, DecimalResult};
 
@@ -430,10 +431,6 @@ impl<B: AvgBuffer> AvgGroups<B> {
         self.sums.resize(groups, B::START);
         self.counts.resize(groups, 0);
     }
-}
-
-fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 impl<B: AvgBuffer + std::fmt::Debug + Send + Sync + 'static> GroupsAccumulator for AvgGroups<B>

@@ -15,6 +15,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
+use super::selected;
 use crate::expressions::arithmetic::EvalMode;
 use crate::kernels::decimal;
 
@@ -229,10 +230,6 @@ impl DecimalSumGroups {
             None => self.overflowed[group] = true,
         }
     }
-}
-
-fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 impl GroupsAccumulator for DecimalSumGroups {

@@ -160,15 +160,7 @@ impl DecimalKernel {
         match self.eval_i128(left, right) {
             Some(v) if v.unsigned_abs() < self.bound => DecimalResult::Value(v),
             Some(_) => DecimalResult::Overflow,
-            None => apply_wide(
-                self.op,
-                left,
-                self.left_scale,
-                right,
-                self.right_scale,
-                self.precision,
-                self.scale,
-            ),
+            None => self.eval_wide(left, right),
         }
     }
 
@@ -270,55 +262,57 @@ pub fn apply(
     DecimalKernel::new(op, left_scale, right_scale, precision, scale).eval(left, right)
 }
 
-/// [`apply`] with 256-bit intermediates, for values whose 128-bit evaluation overflows.
-fn apply_wide(
-    op: DecimalOp,
-    left: i128,
-    left_scale: i8,
-    right: i128,
-    right_scale: i8,
-    precision: u8,
-    scale: i8,
-) -> DecimalResult {
-    let l = i256::from_i128(left);
-    let r = i256::from_i128(right);
-    let exact = match op {
-        DecimalOp::Add | DecimalOp::Subtract => {
-            // Align both operands to the larger scale: exact, at most 76 digits.
-            let common = left_scale.max(right_scale);
-            let (Some(l), Some(r)) = (
-                rescale(l, left_scale, common),
-                rescale(r, right_scale, common),
-            ) else {
-                return DecimalResult::Overflow;
-            };
-            let sum = if op == DecimalOp::Add {
-                l.checked_add(r)
-            } else {
-                l.checked_sub(r)
-            };
-            sum.and_then(|v| rescale(v, common, scale))
-        }
-        DecimalOp::Multiply => {
-            // The product of two 38-digit values has at most 76 digits: always fits.
-            let product = l.wrapping_mul(r);
-            rescale(product, left_scale + right_scale, scale)
-        }
-        DecimalOp::Divide => {
-            // left / right at `scale`: (l * 10^(scale - ls + rs)) / r, rounded HALF_UP.
-            let shift = i32::from(scale) - i32::from(left_scale) + i32::from(right_scale);
-            if shift >= 0 {
-                l.checked_mul(pow10(shift as u32))
-                    .map(|n| div_round_half_up(n, r))
-            } else {
-                r.checked_mul(pow10((-shift) as u32))
-                    .map(|d| div_round_half_up(l, d))
+impl DecimalKernel {
+    /// [`Self::eval`] with 256-bit intermediates, for values whose 128-bit evaluation
+    /// overflows.
+    fn eval_wide(&self, left: i128, right: i128) -> DecimalResult {
+        let (op, left_scale, right_scale, precision, scale) = (
+            self.op,
+            self.left_scale,
+            self.right_scale,
+            self.precision,
+            self.scale,
+        );
+        let l = i256::from_i128(left);
+        let r = i256::from_i128(right);
+        let exact = match op {
+            DecimalOp::Add | DecimalOp::Subtract => {
+                // Align both operands to the larger scale: exact, at most 76 digits.
+                let common = left_scale.max(right_scale);
+                let (Some(l), Some(r)) = (
+                    rescale(l, left_scale, common),
+                    rescale(r, right_scale, common),
+                ) else {
+                    return DecimalResult::Overflow;
+                };
+                let sum = if op == DecimalOp::Add {
+                    l.checked_add(r)
+                } else {
+                    l.checked_sub(r)
+                };
+                sum.and_then(|v| rescale(v, common, scale))
             }
+            DecimalOp::Multiply => {
+                // The product of two 38-digit values has at most 76 digits: always fits.
+                let product = l.wrapping_mul(r);
+                rescale(product, left_scale + right_scale, scale)
+            }
+            DecimalOp::Divide => {
+                // left / right at `scale`: (l * 10^(scale - ls + rs)) / r, rounded HALF_UP.
+                let shift = i32::from(scale) - i32::from(left_scale) + i32::from(right_scale);
+                if shift >= 0 {
+                    l.checked_mul(pow10(shift as u32))
+                        .map(|n| div_round_half_up(n, r))
+                } else {
+                    r.checked_mul(pow10((-shift) as u32))
+                        .map(|d| div_round_half_up(l, d))
+                }
+            }
+        };
+        match exact.and_then(|v| fit_precision(v, precision)) {
+            Some(v) => DecimalResult::Value(v),
+            None => DecimalResult::Overflow,
         }
-    };
-    match exact.and_then(|v| fit_precision(v, precision)) {
-        Some(v) => DecimalResult::Value(v),
-        None => DecimalResult::Overflow,
     }
 }
 
@@ -355,6 +349,13 @@ pub fn bounded(precision: i32, scale: i32) -> (u8, i8) {
 mod tests {
     use super::*;
     use DecimalResult::*;
+
+    const ALL_OPS: [DecimalOp; 4] = [
+        DecimalOp::Add,
+        DecimalOp::Subtract,
+        DecimalOp::Multiply,
+        DecimalOp::Divide,
+    ];
 
     #[test]
     fn half_up_rounds_ties_away_from_zero() {
@@ -423,13 +424,7 @@ mod tests {
             999_999_999,
             pow10_i128(20) + 7,
         ];
-        let ops = [
-            DecimalOp::Add,
-            DecimalOp::Subtract,
-            DecimalOp::Multiply,
-            DecimalOp::Divide,
-        ];
-        for op in ops {
+        for op in ALL_OPS {
             for &a in &values {
                 for &b in &values {
                     for (sa, sb, s) in [(2, 2, 4), (0, 3, 2), (5, 1, 6), (3, 3, 0)] {
@@ -494,13 +489,7 @@ mod tests {
             -pow10_i128(37),
             pow10_i128(38) - 1,
         ];
-        let ops = [
-            DecimalOp::Add,
-            DecimalOp::Subtract,
-            DecimalOp::Multiply,
-            DecimalOp::Divide,
-        ];
-        for op in ops {
+        for op in ALL_OPS {
             for (ls, rs, p, s) in [(2, 2, 38, 4), (0, 3, 10, 2), (6, 1, 38, 38), (3, 3, 12, 0)] {
                 let kernel = DecimalKernel::new(op, ls, rs, p, s);
                 for &a in &values {
@@ -508,7 +497,7 @@ mod tests {
                         let expected = if op == DecimalOp::Divide && b == 0 {
                             DivideByZero
                         } else {
-                            apply_wide(op, a, ls, b, rs, p, s)
+                            kernel.eval_wide(a, b)
                         };
                         assert_eq!(kernel.eval(a, b), expected, "{op:?} {a}@{ls} {b}@{rs}");
                     }

@@ -128,6 +128,9 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
         // Repartitioned: nothing above the join relies on its order (see the test below).
         val sql = joinQuery(joinType, condition, "MERGE").replace("MERGE(r)", "REPARTITION(3)")
         assert(joinOperators(sql) == Seq("BallistaHashJoin"))
+        // The tables swapped (aliases kept): the smaller side is now the left one.
+        val swapped = sql.replace(s"FROM l $joinType JOIN r", s"FROM r AS l $joinType JOIN l AS r")
+        assert(joinOperators(swapped) == Seq("BallistaHashJoin"))
         // Left as planned when switched off or when the build side is above the limit.
         for (
           (key, value) <- Seq(

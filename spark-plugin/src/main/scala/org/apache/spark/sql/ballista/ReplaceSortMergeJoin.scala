@@ -1,7 +1,6 @@
 package org.apache.spark.sql.ballista
 
 import io.ballista.spark.BallistaConf
-import org.apache.spark.SparkEnv
 import org.apache.spark.internal.Logging
 import org.apache.spark.internal.config.{MEMORY_OFFHEAP_ENABLED, MEMORY_OFFHEAP_SIZE}
 import org.apache.spark.sql.SparkSession
@@ -141,6 +140,8 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
         case _: NotNative => false
       }
     if (!native) return None
+    // The sides Spark's own shuffled hash join may build from: the plan keeps Spark's node for
+    // its properties, and Spark validates those against the build side.
     val candidates: Seq[(BuildSide, SparkPlan)] = join.joinType match {
       case Inner | FullOuter => Seq(BuildLeft -> left, BuildRight -> right)
       case LeftOuter | LeftSemi | LeftAnti => Seq(BuildRight -> right)
@@ -162,14 +163,21 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
 
   /** What one task may expect of execution memory: the executor's share per core. */
   private def taskExecutionMemory: Long = {
-    val sparkConf = session.sparkContext.getConf
+    val sc = session.sparkContext
+    val sparkConf = sc.getConf
     val executorMemory =
       if (sparkConf.get(MEMORY_OFFHEAP_ENABLED)) sparkConf.get(MEMORY_OFFHEAP_SIZE)
-      else Option(SparkEnv.get).map(_ => Runtime.getRuntime.maxMemory / 2).getOrElse(0L)
+      else {
+        // On-heap, Spark's unified memory is about 60% of the heap (spark.memory.fraction).
+        val heap =
+          if (sc.isLocal) Runtime.getRuntime.maxMemory
+          else sparkConf.getSizeAsBytes("spark.executor.memory", "1g")
+        (heap * 0.6).toLong
+      }
     val cores = sparkConf
       .getOption("spark.executor.cores")
       .flatMap(c => scala.util.Try(c.toInt).toOption)
-      .getOrElse(if (session.sparkContext.isLocal) session.sparkContext.defaultParallelism else 1)
+      .getOrElse(if (sc.isLocal) sc.defaultParallelism else 1)
     executorMemory / math.max(cores, 1)
   }
 }

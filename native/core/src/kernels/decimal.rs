@@ -178,7 +178,15 @@ impl DecimalKernel {
                 };
                 self.result?.apply(v)
             }
-            DecimalOp::Multiply => self.result?.apply(left.checked_mul(right)?),
+            DecimalOp::Multiply => {
+                // Operands that fit 64 bits (nearly all decimals) multiply with one
+                // instruction and cannot overflow 128 bits; others need the checked product.
+                let product = match (i64::try_from(left), i64::try_from(right)) {
+                    (Ok(l), Ok(r)) => i128::from(l) * i128::from(r),
+                    _ => left.checked_mul(right)?,
+                };
+                self.result?.apply(product)
+            }
             DecimalOp::Divide => match (self.left, self.right) {
                 (Some(Rescale::Up(f)), _) => {
                     Some(div_round_half_up_i128(left.checked_mul(f)?, right))

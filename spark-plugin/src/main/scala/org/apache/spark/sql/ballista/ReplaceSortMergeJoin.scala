@@ -16,16 +16,21 @@ import org.apache.spark.sql.catalyst.plans.{
   LeftSemi,
   RightOuter
 }
-import org.apache.spark.sql.execution.{SortExec, SparkPlan, TakeOrderedAndProjectExec}
+import org.apache.spark.sql.execution.{
+  CoalescedPartitionSpec,
+  PartialReducerPartitionSpec,
+  SortExec,
+  SparkPlan,
+  TakeOrderedAndProjectExec
+}
+import org.apache.spark.sql.execution.adaptive.{AQEShuffleReadExec, ShuffleQueryStageExec}
 import org.apache.spark.sql.execution.aggregate.{HashAggregateExec, ObjectHashAggregateExec}
 import org.apache.spark.sql.execution.exchange.{BroadcastExchangeLike, ShuffleExchangeLike}
-import org.apache.spark.sql.execution.adaptive.{AQEShuffleReadExec, ShuffleQueryStageExec}
 import org.apache.spark.sql.execution.joins.{
   BroadcastHashJoinExec,
   ShuffledHashJoinExec,
   SortMergeJoinExec
 }
-import org.apache.spark.sql.execution.{CoalescedPartitionSpec, PartialReducerPartitionSpec}
 import org.apache.spark.sql.internal.SQLConf
 
 /**

@@ -95,15 +95,8 @@ impl AggregateUDFImpl for SparkAvg {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(match self.avg_type(&args)? {
-            AvgType::Double => Box::new(DoubleAvg {
-                sum: DOUBLE_START,
-                count: 0,
-            }),
-            AvgType::Decimal(ty) => Box::new(DecimalAvg {
-                ty,
-                sum: Some(0),
-                count: 0,
-            }),
+            AvgType::Double => Box::new(Avg::<DoubleBuffer>::new(())),
+            AvgType::Decimal(ty) => Box::new(Avg::<DecimalBuffer>::new(ty)),
         })
     }
 
@@ -151,9 +144,6 @@ enum AvgType {
     Double,
     Decimal(DecimalAvgType),
 }
-
-/// Spark's double buffer starts at 0.0 and only a null merged in makes it null.
-const DOUBLE_START: Option<f64> = Some(0.0);
 
 /// Spark's merge is `sum.left + sum.right`: a null side makes the sum null.
 fn merge_double(sum: Option<f64>, other: Option<f64>) -> Option<f64> {
@@ -221,111 +211,8 @@ impl DecimalAvgType {
     }
 }
 
-#[derive(Debug)]
-struct DoubleAvg {
-    sum: Option<f64>,
-    count: i64,
-}
-
-impl Accumulator for DoubleAvg {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let [values] = values else {
-            return internal_err!("avg takes one argument");
-        };
-        for v in values.as_primitive::<Float64Type>().iter().flatten() {
-            self.sum = self.sum.map(|s| s + v);
-            self.count += 1;
-        }
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let [sums, counts] = states else {
-            return internal_err!("avg state has two columns");
-        };
-        let (sums, counts) = (
-            sums.as_primitive::<Float64Type>(),
-            counts.as_primitive::<Int64Type>(),
-        );
-        for i in 0..sums.len() {
-            self.sum = merge_double(self.sum, sums.is_valid(i).then(|| sums.value(i)));
-            self.count = self.count.wrapping_add(counts.value(i));
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![
-            ScalarValue::Float64(self.sum),
-            ScalarValue::Int64(Some(self.count)),
-        ])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Float64(double_result(self.sum, self.count)))
-    }
-
-    fn size(&self) -> usize {
-        size_of::<Self>()
-    }
-}
-
-#[derive(Debug)]
-struct DecimalAvg {
-    ty: DecimalAvgType,
-    /// `None` once the sum overflowed its precision (Spark's null sum).
-    sum: Option<i128>,
-    count: i64,
-}
-
-impl Accumulator for DecimalAvg {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let [values] = values else {
-            return internal_err!("avg takes one argument");
-        };
-        for v in values.as_primitive::<Decimal128Type>().iter().flatten() {
-            self.sum = self.ty.add(self.sum, v);
-            self.count += 1;
-        }
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let [sums, counts] = states else {
-            return internal_err!("avg state has two columns");
-        };
-        let sums = sums.as_primitive::<Decimal128Type>();
-        let counts = counts.as_primitive::<Int64Type>();
-        for i in 0..sums.len() {
-            self.sum = self
-                .ty
-                .merge(self.sum, sums.is_valid(i).then(|| sums.value(i)));
-            self.count = self.count.wrapping_add(counts.value(i));
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![
-            ScalarValue::Decimal128(self.sum, self.ty.sum_precision, self.ty.sum_scale),
-            ScalarValue::Int64(Some(self.count)),
-        ])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Decimal128(
-            self.ty.result(self.sum, self.count)?,
-            self.ty.result_precision,
-            self.ty.result_scale,
-        ))
-    }
-
-    fn size(&self) -> usize {
-        size_of::<Self>()
-    }
-}
-
-/// One kind of `avg` buffer for [`AvgGroups`]: how to add, merge, and turn sums into arrays.
+/// One kind of `avg` buffer for [`Avg`] and [`AvgGroups`]: how to add, merge, and turn sums
+/// into arrays.
 trait AvgBuffer {
     type Sum: Copy + std::fmt::Debug;
     type Type: Copy + std::fmt::Debug;
@@ -348,7 +235,8 @@ struct DoubleBuffer;
 impl AvgBuffer for DoubleBuffer {
     type Sum = f64;
     type Type = ();
-    const START: Option<f64> = DOUBLE_START;
+    /// Spark's double buffer starts at 0.0 and only a null merged in makes it null.
+    const START: Option<f64> = Some(0.0);
 
     fn input(array: &ArrayRef, row: usize) -> Option<f64> {
         let a = array.as_primitive::<Float64Type>();
@@ -406,6 +294,71 @@ impl AvgBuffer for DecimalBuffer {
             ty.result_precision,
             ty.result_scale,
         )?))
+    }
+}
+
+/// `avg` of one group (aggregation without grouping keys): one `(sum, count)` buffer.
+#[derive(Debug)]
+struct Avg<B: AvgBuffer> {
+    ty: B::Type,
+    /// `None` once Spark's sum is null (a null merged in, or a decimal overflow).
+    sum: Option<B::Sum>,
+    count: i64,
+}
+
+impl<B: AvgBuffer> Avg<B> {
+    fn new(ty: B::Type) -> Self {
+        Self {
+            ty,
+            sum: B::START,
+            count: 0,
+        }
+    }
+}
+
+impl<B: AvgBuffer + std::fmt::Debug + Send + Sync + 'static> Accumulator for Avg<B>
+where
+    B::Type: Send + Sync,
+    B::Sum: Send + Sync,
+{
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let [values] = values else {
+            return internal_err!("avg takes one argument");
+        };
+        for row in 0..values.len() {
+            if let Some(v) = B::input(values, row) {
+                self.sum = B::add(&self.ty, self.sum, v);
+                self.count += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let [sums, counts] = states else {
+            return internal_err!("avg state has two columns");
+        };
+        let counts = counts.as_primitive::<Int64Type>();
+        for row in 0..sums.len() {
+            self.sum = B::merge(&self.ty, self.sum, B::input(sums, row));
+            self.count = self.count.wrapping_add(counts.value(row));
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::try_from_array(&B::sums(&self.ty, vec![self.sum])?, 0)?,
+            ScalarValue::Int64(Some(self.count)),
+        ])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        ScalarValue::try_from_array(&B::results(&self.ty, vec![self.sum], &[self.count])?, 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of::<Self>()
     }
 }
 
@@ -558,11 +511,7 @@ mod tests {
         let results = results.as_primitive::<Decimal128Type>();
         for group in 0..3 {
             let rows: Vec<usize> = (0..groups.len()).filter(|&r| groups[r] == group).collect();
-            let mut single = DecimalAvg {
-                ty,
-                sum: Some(0),
-                count: 0,
-            };
+            let mut single = Avg::<DecimalBuffer>::new(ty);
             single.update_batch(&[values.slice(rows[0], 1)])?;
             single.update_batch(&[values.slice(rows[1], 1)])?;
             let state: Vec<ArrayRef> = single
@@ -570,11 +519,7 @@ mod tests {
                 .iter()
                 .map(|v| v.to_array())
                 .collect::<Result<_>>()?;
-            let mut twice = DecimalAvg {
-                ty,
-                sum: Some(0),
-                count: 0,
-            };
+            let mut twice = Avg::<DecimalBuffer>::new(ty);
             twice.merge_batch(&state)?;
             twice.merge_batch(&state)?;
             let ScalarValue::Decimal128(expected, ..) = twice.evaluate()? else {

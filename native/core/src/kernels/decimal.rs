@@ -103,8 +103,8 @@ pub struct DecimalKernel {
     precision: u8,
     scale: i8,
     /// Add/subtract: the operands' factors to the common scale, then common → result.
-    /// Multiply: product scale → result. Divide: the dividend's (`Up`) or divisor's
-    /// (`Down`, applied as a multiplication) factor.
+    /// Multiply: product scale → result. Divide: the factor (always `Up`) of the dividend,
+    /// or of the divisor when the quotient's scale is below the operands' difference.
     left: Option<Rescale>,
     right: Option<Rescale>,
     result: Option<Rescale>,

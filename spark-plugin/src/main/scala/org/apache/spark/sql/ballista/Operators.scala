@@ -191,14 +191,9 @@ object Operators {
       val build = if (join.buildSide == BuildLeft) join.left else join.right
       build match {
         case exchange: BroadcastExchangeExec =>
-          val supported =
-            try {
-              ExprSerde.checking(checkHashJoin(join))
-              true
-            } catch {
-              case _: NotNative => false
-            }
-          if (supported) exchange.setTagValue(NativeConsumerTag, true)
+          if (ExprSerde.supported(checkHashJoin(join))) {
+            exchange.setTagValue(NativeConsumerTag, true)
+          }
         case _ =>
       }
     case _ =>

@@ -5,7 +5,7 @@ import org.apache.spark.internal.Logging
 import org.apache.spark.internal.config.{MEMORY_OFFHEAP_ENABLED, MEMORY_OFFHEAP_SIZE}
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.JoinSerde
-import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative}
+import org.apache.spark.sql.ballista.serde.ExprSerde
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.logical.{Join, SHUFFLE_MERGE}
 import org.apache.spark.sql.catalyst.plans.{
@@ -57,9 +57,14 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
 
   def apply(plan: SparkPlan, conf: SQLConf): SparkPlan =
     if (!BallistaConf.ReplaceSortMergeJoin.get(conf)) plan
-    else rewrite(plan, orderingNeeded = true, maxBuildBytes(conf))
+    else {
+      val configured = BallistaConf.HashJoinMaxBuildBytes.get(conf)
+      // The default comes from the application's memory settings, read once a join is measured.
+      lazy val limit = if (configured > 0) configured else taskExecutionMemory / 4
+      rewrite(plan, orderingNeeded = true, limit)
+    }
 
-  private def rewrite(plan: SparkPlan, orderingNeeded: Boolean, limit: Long): SparkPlan =
+  private def rewrite(plan: SparkPlan, orderingNeeded: Boolean, limit: => Long): SparkPlan =
     plan match {
       case join: SortMergeJoinExec if !orderingNeeded && !mergeHinted(join) =>
         val left = rewrite(unsorted(join.left), orderingNeeded = false, limit)
@@ -92,7 +97,7 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
   }
 
   /** `plan` itself unchanged, its children rewritten where their ordering is not needed. */
-  private def keep(plan: SparkPlan, orderingNeeded: Boolean, limit: Long): SparkPlan = {
+  private def keep(plan: SparkPlan, orderingNeeded: Boolean, limit: => Long): SparkPlan = {
     if (plan.children.isEmpty) return plan
     val required = plan.requiredChildOrdering
     val children = plan.children.zipWithIndex.map { case (child, i) =>
@@ -135,16 +140,9 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
       join: SortMergeJoinExec,
       left: SparkPlan,
       right: SparkPlan,
-      limit: Long
+      limit: => Long
   ): Option[BuildSide] = {
-    val native =
-      try {
-        ExprSerde.checking(JoinSerde.check(join))
-        true
-      } catch {
-        case _: NotNative => false
-      }
-    if (!native) return None
+    if (!ExprSerde.supported(JoinSerde.check(join))) return None
     // The sides Spark's own shuffled hash join may build from: the plan keeps Spark's node for
     // its properties, and Spark validates those against the build side.
     val candidates: Seq[(BuildSide, SparkPlan)] = join.joinType match {
@@ -159,11 +157,6 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
       .sortBy { case (_, size) => size.total }
       .headOption
       .map(_._1)
-  }
-
-  private def maxBuildBytes(conf: SQLConf): Long = {
-    val configured = BallistaConf.HashJoinMaxBuildBytes.get(conf)
-    if (configured > 0) configured else taskExecutionMemory / 4
   }
 
   /** What one task may expect of execution memory: the executor's share per core. */
@@ -194,26 +187,32 @@ private object ShuffleSize {
 
   /** The size of `plan` when it reads a shuffle stage that has run; None otherwise. */
   def of(plan: SparkPlan): Option[ShuffleSize] = plan match {
-    case stage: ShuffleQueryStageExec if stage.isMaterialized =>
-      stage.mapStats.map { stats =>
-        val bytes = stats.bytesByPartitionId
-        ShuffleSize(bytes.sum, if (bytes.isEmpty) 0L else bytes.max)
-      }
+    case stage: ShuffleQueryStageExec => measured(stage)(bytes => bytes.toSeq)
     case read: AQEShuffleReadExec =>
       read.child match {
-        case stage: ShuffleQueryStageExec if stage.isMaterialized =>
-          stage.mapStats.map { stats =>
-            val bytes = stats.bytesByPartitionId
-            val sizes = read.partitionSpecs.map {
+        case stage: ShuffleQueryStageExec =>
+          measured(stage) { bytes =>
+            read.partitionSpecs.map {
               case CoalescedPartitionSpec(start, end, _) => bytes.slice(start, end).sum
               case p: PartialReducerPartitionSpec => p.dataSize
               // Partial map ranges and the like: bounded by the whole shuffle.
               case _ => bytes.sum
             }
-            ShuffleSize(bytes.sum, if (sizes.isEmpty) 0L else sizes.max)
           }
         case _ => None
       }
     case _ => None
   }
+
+  /** The stage's total bytes and the largest of the partitions `read` makes of its bytes. */
+  private def measured(stage: ShuffleQueryStageExec)(
+      read: Array[Long] => Seq[Long]
+  ): Option[ShuffleSize] =
+    if (!stage.isMaterialized) None
+    else
+      stage.mapStats.map { stats =>
+        val bytes = stats.bytesByPartitionId
+        val partitions = read(bytes)
+        ShuffleSize(bytes.sum, if (partitions.isEmpty) 0L else partitions.max)
+      }
 }

@@ -44,6 +44,15 @@ object ExprSerde {
   /** Runs `body`, which translates expressions only to see whether they are supported. */
   def checking[T](body: => T): T = onlyChecking.withValue(true)(body)
 
+  /** Whether `check`, run as in [[checking]], finds everything it translates supported. */
+  def supported(check: => Unit): Boolean =
+    try {
+      checking(check)
+      true
+    } catch {
+      case _: NotNative => false
+    }
+
   /** `expr` bound to `input` (by expression id) and translated. */
   def toProto(expr: Expression, input: Seq[Attribute]): Expr =
     translate(BindReferences.bindReference(expr, AttributeSeq(input)))

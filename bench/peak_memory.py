@@ -26,14 +26,13 @@ The same file is the driver of one query, run by spark-submit:
 import argparse
 import datetime
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 
-from tpch_common import (MIB, SHUFFLE_MANAGER, machine, mib, process_tree, query_numbers,
-                         read_query, register_tables, spark_submit_options, status_bytes)
+from tpch_common import (MIB, SHUFFLE_MANAGER, geomean, machine, mib, process_tree,
+                         query_numbers, read_query, register_tables, spark_submit_options, status_bytes)
 
 ENGINES = {"vanilla": "false", "plugin": "true"}  # engine -> spark.ballista.enabled
 SAMPLE_SECONDS = 0.1
@@ -132,12 +131,12 @@ def markdown(report):
     max_ratio = f"{max_peak['plugin'] / max_peak['vanilla']:.2f}" if max_peak["vanilla"] else ""
     lines.append(f"| **max** | **{mib(max_peak['vanilla'])}** | **{mib(max_peak['plugin'])}** "
                  f"| **{max_ratio}** | | | |")
-    geomean = f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}" if ratios else "n/a"
+    mean = geomean(ratios)
     failed = report["failed"]
     lines += [
         "",
         f"Geometric mean of plugin / vanilla peak over the {len(ratios)} queries both engines "
-        f"ran: {geomean}.",
+        f"ran: {'n/a' if mean is None else f'{mean:.2f}'}.",
         f"Failed runs: vanilla {failed['vanilla']}, plugin {failed['plugin']}.",
         "",
     ]

@@ -53,7 +53,6 @@ import decimal
 import glob
 import hashlib
 import json
-import math
 import os
 import pickle
 import queue
@@ -66,7 +65,7 @@ import threading
 import time
 import traceback
 
-from tpch_common import (SHUFFLE_MANAGER, RssSampler, machine, mib, parse_bytes,
+from tpch_common import (SHUFFLE_MANAGER, RssSampler, geomean, machine, mib, parse_bytes,
                          query_numbers, read_query, register_tables, spark_submit_options,
                          status_bytes)
 
@@ -474,10 +473,6 @@ class Bench:
 
 
 # ----------------------------------------------------------------------------------- reports
-
-def geomean(values):
-    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
-
 
 def fmt(value, pattern="{:.2f}"):
     return "—" if value is None else pattern.format(value)

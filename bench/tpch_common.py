@@ -5,6 +5,7 @@ run outside spark-submit too."""
 
 import os
 import platform
+import statistics
 import time
 
 TABLES = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]
@@ -167,3 +168,8 @@ def machine():
 
 def mib(value):
     return f"{value / MIB:.0f}"
+
+
+def geomean(values):
+    """The geometric mean of `values`, None when there are none."""
+    return statistics.geometric_mean(values) if values else None

@@ -1,6 +1,8 @@
 package io.ballista.spark
 
 import org.apache.spark.sql.SparkSession
+import org.apache.spark.sql.ballista.execution.BallistaHashJoinExec
+import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight}
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
 
@@ -141,6 +143,30 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
           spark.conf.set(key, value)
           try assert(joinOperators(sql).contains("BallistaSortMergeJoin"), s"$key=$value")
           finally spark.conf.unset(key)
+        }
+      } finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    }
+  }
+
+  for (joinType <- joinTypes) {
+    test(s"$joinType sort-merge join becomes a hash join that builds the smaller side") {
+      spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+      try {
+        val semi = joinType.startsWith("LEFT S") || joinType.startsWith("LEFT A")
+        // l (7 rows) against big (5000 rows), l on either side: the native join builds l, also
+        // where Spark's own hash join builds only the right side (outer, semi and anti joins).
+        val queries = Seq(
+          BuildLeft -> (s"SELECT /*+ REPARTITION(3) */ l.k, l.s${if (semi) "" else ", b.id, b.d"} " +
+            s"FROM l $joinType JOIN big b ON l.k = b.g"),
+          BuildRight -> (s"SELECT /*+ REPARTITION(3) */ b.id, b.d${if (semi) "" else ", l.k, l.s"} " +
+            s"FROM big b $joinType JOIN l ON b.g = l.k")
+        )
+        for ((smallSide, sql) <- queries) {
+          val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+          val sides = SparkFixture.operators(df.queryExecution.executedPlan).collect {
+            case join: BallistaHashJoinExec => join.buildSide
+          }
+          assert(sides == Seq(smallSide), s"$sql\n${df.queryExecution.executedPlan}")
         }
       } finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
     }

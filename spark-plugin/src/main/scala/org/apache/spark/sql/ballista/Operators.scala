@@ -138,7 +138,7 @@ object Operators {
           join.leftKeys,
           join.rightKeys,
           join.joinType,
-          join.buildSide,
+          join.getTagValue(ReplaceSortMergeJoin.NativeBuildSideTag).getOrElse(join.buildSide),
           join.condition,
           isNullAwareAntiJoin = false,
           join.left,

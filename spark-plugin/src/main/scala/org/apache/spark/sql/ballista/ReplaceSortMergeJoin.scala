@@ -8,14 +8,8 @@ import org.apache.spark.sql.ballista.execution.JoinSerde
 import org.apache.spark.sql.ballista.serde.ExprSerde
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.logical.{Join, SHUFFLE_MERGE}
-import org.apache.spark.sql.catalyst.plans.{
-  FullOuter,
-  Inner,
-  LeftAnti,
-  LeftOuter,
-  LeftSemi,
-  RightOuter
-}
+import org.apache.spark.sql.catalyst.plans.{JoinType, LeftAnti, LeftOuter, LeftSemi, RightOuter}
+import org.apache.spark.sql.catalyst.trees.TreeNodeTag
 import org.apache.spark.sql.execution.{
   CoalescedPartitionSpec,
   PartialReducerPartitionSpec,
@@ -54,6 +48,7 @@ import org.apache.spark.sql.internal.SQLConf
  * operator that needs no order (an exchange, a hash aggregate, a sort) before one that may.
  */
 case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
+  import ReplaceSortMergeJoin.NativeBuildSideTag
 
   def apply(plan: SparkPlan, conf: SQLConf): SparkPlan =
     if (!BallistaConf.ReplaceSortMergeJoin.get(conf)) plan
@@ -75,13 +70,14 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
               join.leftKeys,
               join.rightKeys,
               join.joinType,
-              side,
+              sparkBuildSide(join.joinType, side),
               join.condition,
               left,
               right,
               join.isSkewJoin
             )
             hashJoin.copyTagsFrom(join)
+            hashJoin.setTagValue(NativeBuildSideTag, side)
             logDebug(s"Ballista: sort-merge join ${join.joinType} becomes a hash join ($side)")
             hashJoin
           case None => keep(join, orderingNeeded, limit)
@@ -133,8 +129,10 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
   }
 
   /**
-   * The side to build from, when the join runs natively and a side Spark's hash join may
-   * build from has measured partitions within `limit` (the smaller side when both qualify).
+   * The side the native join builds from, when the join runs natively and a side has
+   * measured partitions within `limit` (the smaller side when both qualify). The native hash
+   * join builds either side of every join type it runs: a semi join of a few orders against
+   * all of lineitem builds the orders.
    */
   private def buildSide(
       join: SortMergeJoinExec,
@@ -143,20 +141,23 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
       limit: => Long
   ): Option[BuildSide] = {
     if (!ExprSerde.supported(JoinSerde.check(join))) return None
-    // The sides Spark's own shuffled hash join may build from: the plan keeps Spark's node for
-    // its properties, and Spark validates those against the build side.
-    val candidates: Seq[(BuildSide, SparkPlan)] = join.joinType match {
-      case Inner | FullOuter => Seq(BuildLeft -> left, BuildRight -> right)
-      case LeftOuter | LeftSemi | LeftAnti => Seq(BuildRight -> right)
-      case RightOuter => Seq(BuildLeft -> left)
-      case _ => Nil
-    }
-    candidates
+    Seq(BuildLeft -> left, BuildRight -> right)
       .flatMap { case (side, plan) => ShuffleSize.of(plan).map(size => (side, size)) }
       .filter { case (_, size) => size.largestPartition <= limit }
       .sortBy { case (_, size) => size.total }
       .headOption
       .map(_._1)
+  }
+
+  /**
+   * The build side of the Spark node the plan keeps for its properties: Spark validates those
+   * against the build side, and its shuffled hash join builds only the inner side of an outer,
+   * semi or anti join. The native join reads its own side from [[NativeBuildSideTag]].
+   */
+  private def sparkBuildSide(joinType: JoinType, native: BuildSide): BuildSide = joinType match {
+    case LeftOuter | LeftSemi | LeftAnti => BuildRight
+    case RightOuter => BuildLeft
+    case _ => native
   }
 
   /** What one task may expect of execution memory: the executor's share per core. */
@@ -178,6 +179,13 @@ case class ReplaceSortMergeJoin(session: SparkSession) extends Logging {
       .getOrElse(if (sc.isLocal) sc.defaultParallelism else 1)
     executorMemory / math.max(cores, 1)
   }
+}
+
+object ReplaceSortMergeJoin {
+
+  /** The side a replaced join builds from natively, where Spark's node cannot show it. */
+  val NativeBuildSideTag: TreeNodeTag[BuildSide] =
+    TreeNodeTag[BuildSide]("ballista.nativeBuildSide")
 }
 
 /** Measured size of a shuffle read: all of it and its largest partition, compressed bytes. */

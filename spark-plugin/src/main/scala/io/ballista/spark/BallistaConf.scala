@@ -81,6 +81,13 @@ object BallistaConf {
       "has measured its build side within spark.ballista.join.hashJoinMaxBuildBytes."
   )
 
+  val LiftSemiJoins: BooleanEntry = BooleanEntry(
+    "spark.ballista.join.liftSemiJoins",
+    default = true,
+    "Move semi and anti joins above the inner joins of the same stage that filter their input, " +
+      "so that they see only the rows that survive those joins."
+  )
+
   val HashJoinMaxBuildBytes: BytesEntry = BytesEntry(
     "spark.ballista.join.hashJoinMaxBuildBytes",
     "The largest build-side partition (compressed shuffle bytes) for which a sort-merge join " +

@@ -53,7 +53,7 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
     if (!BallistaConf.Enabled.get(conf)) {
       plan
     } else {
-      val joinsChosen = ReplaceSortMergeJoin(session)(plan, conf)
+      val joinsChosen = LiftSemiJoins(ReplaceSortMergeJoin(session)(plan, conf), conf)
       Operators.markNativeBroadcasts(joinsChosen)
       joinsChosen.transformUp { case operator => translate(operator) }
     }

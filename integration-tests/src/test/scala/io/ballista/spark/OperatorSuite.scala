@@ -2,7 +2,7 @@ package io.ballista.spark
 
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.BallistaHashJoinExec
-import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight}
+import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.{Inner, LeftAnti, LeftSemi}
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
@@ -203,34 +203,40 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
   test("semi and anti joins move above the filtering inner joins of their stage") {
     // Spark puts both subqueries right on fact and joins the filtered dim last, as in TPC-H Q21
     // (aggregated like Q21: nothing relies on the order of the joins' output).
-    val sql = """SELECT /*+ BROADCAST(d) */ d.name, count(*), sum(f.v), max(f.id)
+    def query(antiKey: String) =
+      s"""SELECT /*+ BROADCAST(d) */ d.name, count(*), sum(f.v), max(f.id)
       FROM fact f JOIN dim d ON f.p = d.p
       WHERE d.name IN ('p3', 'p7')
         AND EXISTS (SELECT 1 FROM big b WHERE b.id = f.id AND b.g <> f.p)
-        AND NOT EXISTS (SELECT 1 FROM big b WHERE b.id = f.v AND b.g3 = f.p)
+        AND NOT EXISTS (SELECT 1 FROM big b WHERE b.id = $antiKey AND b.g3 <> f.p)
       GROUP BY d.name"""
 
-    /** For each native semi or anti join, whether an inner join runs below it. */
-    def innerJoinBelow(sql: String): Seq[Boolean] = {
+    /** Per native semi or anti join: whether an inner join runs below it, and its build side. */
+    def semiJoins(sql: String): Seq[(Boolean, BuildSide)] = {
       val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
       SparkFixture.operators(df.queryExecution.executedPlan).collect {
         case semi: BallistaHashJoinExec if semi.joinType == LeftSemi || semi.joinType == LeftAnti =>
-          SparkFixture.operators(semi.left).exists {
+          val innerBelow = SparkFixture.operators(semi.left).exists {
             case join: BallistaHashJoinExec => join.joinType == Inner
             case _ => false
           }
+          (innerBelow, semi.buildSide)
       }
     }
     // big is broadcast: the whole join tree is one stage and both move above the dim join.
-    assert(innerJoinBelow(sql) == Seq(true, true))
+    assert(semiJoins(query("f.id")).map(_._1) == Seq(true, true))
     spark.conf.set("spark.ballista.join.liftSemiJoins", "false")
-    try assert(innerJoinBelow(sql) == Seq(false, false))
+    try assert(semiJoins(query("f.id")).map(_._1) == Seq(false, false))
     finally spark.conf.unset("spark.ballista.join.liftSemiJoins")
-    // Shuffled: the semi join's stage ends with the exchange the anti join needs, so only the
-    // anti join shares a stage with the dim join and moves.
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    try assert(innerJoinBelow(sql).sorted == Seq(false, true))
-    finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
+    try {
+      // Shuffled on the same key, both joins share the stage of the dim join and move; each
+      // then builds the filtered fact rows rather than big.
+      assert(semiJoins(query("f.id")) == Seq((true, BuildLeft), (true, BuildLeft)))
+      // Shuffled on different keys, the semi join's stage ends with the exchange the anti join
+      // needs: only the anti join shares a stage with the dim join and moves.
+      assert(semiJoins(query("f.v")).map(_._1).sorted == Seq(false, true))
+    } finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
   }
 
   test("NOT IN subquery (null-aware anti join) with and without nulls in the subquery") {

@@ -43,7 +43,11 @@ object LiftSemiJoins extends PredicateHelper with Logging {
     val inner = withStreamedChild(join, streamed)
     // Bottom first, as they were applied before.
     val lifted = semiJoins.reverse.foldLeft(inner) { (input, semi) =>
-      semi.withNewChildren(Seq(input, semi.children(1)))
+      val moved = semi.withNewChildren(Seq(input, semi.children(1)))
+      if (buildsLeftOnceLifted(semi)) {
+        moved.setTagValue(ReplaceSortMergeJoin.NativeBuildSideTag, BuildLeft)
+      }
+      moved
     }
     logDebug(s"Ballista: ${semiJoins.size} semi/anti join(s) moved above an inner join")
     ProjectExec(join.output, lifted)
@@ -81,6 +85,32 @@ object LiftSemiJoins extends PredicateHelper with Logging {
   private def isNullAware(join: HashJoin): Boolean = join match {
     case b: BroadcastHashJoinExec => b.isNullAwareAntiJoin
     case _ => false
+  }
+
+  /**
+   * Whether a shuffled semi or anti join that builds its right side should build its left side
+   * once it is above a filtering join: when the input its left side comes from was measured no
+   * larger than its right side, the filtered left is smaller still (as in TPC-H Q21, where the
+   * late lineitems of one nation, not all of lineitem, become the hash table). Both are
+   * measured only where the join was a sort-merge join that became a hash join; that rewrite
+   * already checked the right side against its size limit.
+   */
+  private def buildsLeftOnceLifted(semi: SparkPlan): Boolean = semi match {
+    case join: ShuffledHashJoinExec if nativeBuildSide(join) != BuildLeft =>
+      join.getTagValue(ReplaceSortMergeJoin.NativeBuildSideTag).isDefined &&
+      ShuffleSize.of(join.right).exists { right =>
+        ShuffleSize.of(chainInput(join.left)).exists(_.largestPartition <= right.largestPartition)
+      }
+    case _ => false
+  }
+
+  /** The input at the bottom of a chain of projections, filters and semi joins. */
+  @scala.annotation.tailrec
+  private def chainInput(plan: SparkPlan): SparkPlan = plan match {
+    case project: ProjectExec => chainInput(project.child)
+    case filter: FilterExec => chainInput(filter.child)
+    case semi: HashJoin if isLiftable(semi) => chainInput(semi.left)
+    case other => other
   }
 
   /** The columns of its left input that a semi or anti join reads. */

@@ -14,9 +14,12 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_expr::conjunction;
 use datafusion::physical_plan::ExecutionPlan;
+use object_store::local::LocalFileSystem;
 
 use crate::expressions::create_physical_expr;
 use crate::types::{arrow_schema, literal_value};
+
+mod reader;
 
 /// Builds the scan of one task's files. Output columns: the data columns, then the
 /// partition columns.
@@ -52,7 +55,11 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
     // TIMESTAMP_MICROS/MILLIS columns are cast to the table's microsecond type as usual.
     options.global.coerce_int96 = Some("us".into());
     options.global.coerce_int96_tz = Some("UTC".into());
-    let mut source = ParquetSource::new(table_schema).with_table_parquet_options(options);
+    let mut source = ParquetSource::new(table_schema)
+        .with_table_parquet_options(options)
+        .with_parquet_file_reader_factory(Arc::new(reader::SparkParquetReaderFactory::new(
+            Arc::new(LocalFileSystem::new()),
+        )));
     if !scan.pruning_predicates.is_empty() {
         let predicates = scan
             .pruning_predicates

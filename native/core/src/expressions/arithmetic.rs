@@ -100,25 +100,31 @@ impl SparkArithmetic {
         let nulls = NullBuffer::union(l.nulls(), r.nulls());
         let (lv, rv) = (l.values(), r.values());
         let mut values = vec![0_i128; l.len()];
-        // Overflows and divisions by zero become nulls (outside ANSI mode); rare.
+        // Every position is computed, null or not (a null's value slot holds some number);
+        // failures at null positions do not count. Overflows and divisions by zero become
+        // nulls (outside ANSI mode); rare.
         let mut failed = Vec::new();
-        for (i, out) in values.iter_mut().enumerate() {
+        let mut first_error = None;
+        kernel.eval_slices(lv, rv, &mut values, |i, result| {
             if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                continue;
+                return;
             }
-            match kernel.eval(lv[i], rv[i]) {
-                DecimalResult::Value(v) => *out = v,
-                DecimalResult::Overflow if self.eval_mode == EvalMode::Ansi => {
-                    return exec_err!(
-                        "[NUMERIC_VALUE_OUT_OF_RANGE] {:?} result does not fit Decimal({p}, {s})",
-                        self.op
-                    );
-                }
-                DecimalResult::DivideByZero if self.eval_mode == EvalMode::Ansi => {
-                    return exec_err!("[DIVIDE_BY_ZERO] Division by zero");
-                }
-                DecimalResult::Overflow | DecimalResult::DivideByZero => failed.push(i),
+            if self.eval_mode == EvalMode::Ansi && first_error.is_none() {
+                first_error = Some(result);
             }
+            failed.push(i);
+        });
+        match first_error {
+            Some(DecimalResult::DivideByZero) => {
+                return exec_err!("[DIVIDE_BY_ZERO] Division by zero");
+            }
+            Some(_) => {
+                return exec_err!(
+                    "[NUMERIC_VALUE_OUT_OF_RANGE] {:?} result does not fit Decimal({p}, {s})",
+                    self.op
+                );
+            }
+            None => {}
         }
         let nulls = if failed.is_empty() {
             nulls

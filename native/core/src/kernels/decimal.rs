@@ -164,6 +164,59 @@ impl DecimalKernel {
         }
     }
 
+    /// `left[i] op right[i]` into `out[i]` for every position; `failed(i, result)` for the
+    /// positions whose result is not a value (overflow, division by zero), which keep 0.
+    ///
+    /// Where no rounding is needed (the result has the operands' scale), operands that fit
+    /// 64 bits take a branch-light loop: their products and scaled sums cannot leave 128 bits,
+    /// so only the precision bound is checked. Other values take [`Self::eval`].
+    pub fn eval_slices(
+        &self,
+        left: &[i128],
+        right: &[i128],
+        out: &mut [i128],
+        mut failed: impl FnMut(usize, DecimalResult),
+    ) {
+        let exact_scale = matches!(self.result, Some(Rescale::Up(1)));
+        let fits_i64 = |v: i128| i64::try_from(v).is_ok();
+        let factor = |r: Option<Rescale>| match r {
+            Some(Rescale::Up(f)) if fits_i64(f) => Some(f),
+            _ => None,
+        };
+        let mut slow = |i: usize, l: i128, r: i128, out: &mut i128| match self.eval(l, r) {
+            DecimalResult::Value(v) => *out = v,
+            other => failed(i, other),
+        };
+        match (self.op, exact_scale, factor(self.left), factor(self.right)) {
+            (DecimalOp::Multiply, true, _, _) => {
+                for (i, ((&l, &r), out)) in left.iter().zip(right).zip(out.iter_mut()).enumerate() {
+                    let v = l.wrapping_mul(r);
+                    if fits_i64(l) && fits_i64(r) && v.unsigned_abs() < self.bound {
+                        *out = v;
+                    } else {
+                        slow(i, l, r, out);
+                    }
+                }
+            }
+            (DecimalOp::Add | DecimalOp::Subtract, true, Some(lf), Some(rf)) => {
+                let sign = if self.op == DecimalOp::Add { 1 } else { -1 };
+                for (i, ((&l, &r), out)) in left.iter().zip(right).zip(out.iter_mut()).enumerate() {
+                    let v = l.wrapping_mul(lf).wrapping_add(sign * r.wrapping_mul(rf));
+                    if fits_i64(l) && fits_i64(r) && v.unsigned_abs() < self.bound {
+                        *out = v;
+                    } else {
+                        slow(i, l, r, out);
+                    }
+                }
+            }
+            _ => {
+                for (i, ((&l, &r), out)) in left.iter().zip(right).zip(out.iter_mut()).enumerate() {
+                    slow(i, l, r, out);
+                }
+            }
+        }
+    }
+
     /// The exact HALF_UP result in 128 bits; `None` when an intermediate does not fit.
     #[inline]
     fn eval_i128(&self, left: i128, right: i128) -> Option<i128> {
@@ -509,6 +562,54 @@ mod tests {
                         };
                         assert_eq!(kernel.eval(a, b), expected, "{op:?} {a}@{ls} {b}@{rs}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slices_agree_with_one_value_at_a_time() {
+        let values = [
+            0_i128,
+            1,
+            -7,
+            99,
+            -12_345,
+            i128::from(i64::MAX),
+            i128::from(i64::MIN),
+            pow10_i128(17) - 1,
+            -pow10_i128(18) - 3,
+            pow10_i128(37),
+            pow10_i128(38) - 1,
+        ];
+        let (left, right): (Vec<i128>, Vec<i128>) = values
+            .iter()
+            .flat_map(|&a| values.iter().map(move |&b| (a, b)))
+            .unzip();
+        // Exact scales (the fast loops), rescaled operands and rounded results.
+        let types = [
+            (2, 2, 38, 4),
+            (2, 2, 38, 2),
+            (0, 2, 16, 2),
+            (4, 2, 20, 4),
+            (3, 3, 12, 0),
+        ];
+        for op in ALL_OPS {
+            for (ls, rs, p, s) in types {
+                let kernel = DecimalKernel::new(op, ls, rs, p, s);
+                let mut out = vec![0_i128; left.len()];
+                let mut failures = Vec::new();
+                kernel.eval_slices(&left, &right, &mut out, |i, r| failures.push((i, r)));
+                for (i, (&a, &b)) in left.iter().zip(&right).enumerate() {
+                    let got = match failures.iter().find(|(f, _)| *f == i) {
+                        Some(&(_, failure)) => failure,
+                        None => Value(out[i]),
+                    };
+                    assert_eq!(
+                        got,
+                        kernel.eval(a, b),
+                        "{op:?} {a}@{ls} {b}@{rs} -> ({p},{s})"
+                    );
                 }
             }
         }

@@ -1,0 +1,145 @@
+//! Parquet files read by their Parquet types, as Spark reads them.
+//!
+//! Arrow-based writers embed their Arrow schema in the file (`ARROW:schema`), and the Arrow
+//! reader follows it: strings written from `Utf8View` columns come back as views, which the
+//! scan would then copy into the plain strings Spark's schema asks for. Spark ignores that
+//! schema and decodes by the Parquet types, so this reader hides it from the decoder; Parquet
+//! files written by Spark carry none, and read exactly as before.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::ObjectStore;
+use parquet::arrow::ARROW_SCHEMA_META_KEY;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataBuilder};
+
+/// Creates DataFusion's readers, with the embedded Arrow schema removed from the metadata.
+#[derive(Debug)]
+pub struct SparkParquetReaderFactory(DefaultParquetFileReaderFactory);
+
+impl SparkParquetReaderFactory {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self(DefaultParquetFileReaderFactory::new(store))
+    }
+}
+
+impl ParquetFileReaderFactory for SparkParquetReaderFactory {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> datafusion::common::Result<Box<dyn AsyncFileReader + Send>> {
+        let inner = self
+            .0
+            .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(WithoutArrowSchema(inner)))
+    }
+}
+
+struct WithoutArrowSchema(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for WithoutArrowSchema {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move { Ok(without_arrow_schema(self.0.get_metadata(options).await?)) }.boxed()
+    }
+}
+
+/// `metadata` without the `ARROW:schema` entry (unchanged, not copied, when it has none).
+fn without_arrow_schema(metadata: Arc<ParquetMetaData>) -> Arc<ParquetMetaData> {
+    let file = metadata.file_metadata();
+    let Some(entries) = file.key_value_metadata() else {
+        return metadata;
+    };
+    if !entries.iter().any(|e| e.key == ARROW_SCHEMA_META_KEY) {
+        return metadata;
+    }
+    let kept = entries
+        .iter()
+        .filter(|e| e.key != ARROW_SCHEMA_META_KEY)
+        .cloned()
+        .collect();
+    let file = FileMetaData::new(
+        file.version(),
+        file.num_rows(),
+        file.created_by().map(str::to_owned),
+        Some(kept),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    let mut old = ParquetMetaDataBuilder::new_from_metadata(Arc::unwrap_or_clone(metadata));
+    let row_groups = old.take_row_groups();
+    let column_index = old.take_column_index();
+    let offset_index = old.take_offset_index();
+    Arc::new(
+        ParquetMetaDataBuilder::new(file)
+            .set_row_groups(row_groups)
+            .set_column_index(column_index)
+            .set_offset_index(offset_index)
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{RecordBatch, StringViewArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn strings_written_as_views_read_as_plain_strings() -> parquet::errors::Result<()> {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8View, true)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringViewArray::from(vec![Some("a"), None]))],
+        )?;
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, schema, None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+
+        let reader = SerializedFileReader::new(Bytes::from(bytes))?;
+        let metadata = Arc::new(reader.metadata().clone());
+        let embedded = ArrowReaderMetadata::try_new(Arc::clone(&metadata), Default::default())?;
+        assert_eq!(embedded.schema().field(0).data_type(), &DataType::Utf8View);
+
+        let stripped = without_arrow_schema(metadata);
+        let plain = ArrowReaderMetadata::try_new(Arc::clone(&stripped), Default::default())?;
+        assert_eq!(plain.schema().field(0).data_type(), &DataType::Utf8);
+        assert_eq!(stripped.num_row_groups(), 1);
+        assert_eq!(stripped.file_metadata().num_rows(), 2);
+        // Without an embedded schema the metadata is passed on as it is.
+        assert!(Arc::ptr_eq(
+            &without_arrow_schema(Arc::clone(&stripped)),
+            &stripped
+        ));
+        Ok(())
+    }
+}

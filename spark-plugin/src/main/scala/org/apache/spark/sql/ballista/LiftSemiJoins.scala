@@ -26,7 +26,8 @@ import org.apache.spark.sql.internal.SQLConf
  * The semi and anti joins found below a selective inner join (one whose build side holds a
  * filtered table), through projections, filters and the streamed sides of other inner hash
  * joins, move to just above it; the projections in between keep the columns they need, and a
- * projection on top restores the inner join's output. Null-aware anti joins (`NOT IN`) stay.
+ * projection on top restores the inner join's output. Null-aware anti joins (`NOT IN`) stay,
+ * and nothing moves across a non-deterministic expression.
  */
 object LiftSemiJoins extends PredicateHelper with Logging {
 
@@ -34,7 +35,10 @@ object LiftSemiJoins extends PredicateHelper with Logging {
     if (!BallistaConf.LiftSemiJoins.get(conf)) plan
     else
       plan.transformDown {
-        case join: HashJoin if isInner(join) && selective(buildChild(join)) => lift(join)
+        case join: HashJoin
+            if isInner(join) && join.condition.forall(_.deterministic) &&
+              selective(buildChild(join)) =>
+          lift(join)
       }
 
   private def lift(join: HashJoin): SparkPlan = {
@@ -61,7 +65,8 @@ object LiftSemiJoins extends PredicateHelper with Logging {
     case semi: HashJoin if isLiftable(semi) =>
       val (rest, below) = withoutSemiJoins(semi.left)
       (rest, semi +: below)
-    case project: ProjectExec =>
+    // A non-deterministic expression would be evaluated on other rows than Spark's plan does.
+    case project: ProjectExec if project.projectList.forall(_.deterministic) =>
       val (child, semiJoins) = withoutSemiJoins(project.child)
       if (semiJoins.isEmpty) (project, Nil)
       else {
@@ -69,10 +74,10 @@ object LiftSemiJoins extends PredicateHelper with Logging {
         val kept = needed.filter(a => child.outputSet.contains(a) && !project.outputSet.contains(a))
         (ProjectExec(project.projectList ++ kept.toSeq, child), semiJoins)
       }
-    case filter: FilterExec =>
+    case filter: FilterExec if filter.condition.deterministic =>
       val (child, semiJoins) = withoutSemiJoins(filter.child)
       if (semiJoins.isEmpty) (filter, Nil) else (filter.withNewChildren(Seq(child)), semiJoins)
-    case join: HashJoin if isInner(join) =>
+    case join: HashJoin if isInner(join) && join.condition.forall(_.deterministic) =>
       val (child, semiJoins) = withoutSemiJoins(streamedChild(join))
       if (semiJoins.isEmpty) (join, Nil) else (withStreamedChild(join, child), semiJoins)
     case other => (other, Nil)
@@ -80,7 +85,7 @@ object LiftSemiJoins extends PredicateHelper with Logging {
 
   /** A semi or anti hash join this rule may move (its right side stays its right side). */
   private def isLiftable(join: HashJoin): Boolean = (join.joinType == LeftSemi ||
-    join.joinType == LeftAnti) && !isNullAware(join)
+    join.joinType == LeftAnti) && !isNullAware(join) && join.condition.forall(_.deterministic)
 
   private def isNullAware(join: HashJoin): Boolean = join match {
     case b: BroadcastHashJoinExec => b.isNullAwareAntiJoin

@@ -2,9 +2,10 @@ package org.apache.spark.sql.ballista
 
 import io.ballista.spark.BallistaConf
 import org.apache.spark.internal.Logging
+import org.apache.spark.sql.ballista.ReplaceSortMergeJoin.nativeBuildSide
 import org.apache.spark.sql.ballista.execution.BallistaExec
 import org.apache.spark.sql.catalyst.expressions.{AttributeSet, IsNotNull, PredicateHelper}
-import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildSide}
+import org.apache.spark.sql.catalyst.optimizer.BuildLeft
 import org.apache.spark.sql.catalyst.plans.{Inner, LeftAnti, LeftSemi}
 import org.apache.spark.sql.execution.{FilterExec, ProjectExec, SparkPlan}
 import org.apache.spark.sql.execution.adaptive.QueryStageExec
@@ -129,10 +130,6 @@ object LiftSemiJoins extends PredicateHelper with Logging {
 
   private def isInner(join: HashJoin): Boolean = join.joinType == Inner &&
     (join.isInstanceOf[BroadcastHashJoinExec] || join.isInstanceOf[ShuffledHashJoinExec])
-
-  /** The side the join builds from natively (a replaced sort-merge join may differ). */
-  private def nativeBuildSide(join: HashJoin): BuildSide =
-    join.getTagValue(ReplaceSortMergeJoin.NativeBuildSideTag).getOrElse(join.buildSide)
 
   private def buildChild(join: HashJoin): SparkPlan =
     if (nativeBuildSide(join) == BuildLeft) join.left else join.right

@@ -138,7 +138,7 @@ object Operators {
           join.leftKeys,
           join.rightKeys,
           join.joinType,
-          join.getTagValue(ReplaceSortMergeJoin.NativeBuildSideTag).getOrElse(join.buildSide),
+          ReplaceSortMergeJoin.nativeBuildSide(join),
           join.condition,
           isNullAwareAntiJoin = false,
           join.left,

@@ -22,6 +22,7 @@ import org.apache.spark.sql.execution.aggregate.{HashAggregateExec, ObjectHashAg
 import org.apache.spark.sql.execution.exchange.{BroadcastExchangeLike, ShuffleExchangeLike}
 import org.apache.spark.sql.execution.joins.{
   BroadcastHashJoinExec,
+  HashJoin,
   ShuffledHashJoinExec,
   SortMergeJoinExec
 }
@@ -186,6 +187,10 @@ object ReplaceSortMergeJoin {
   /** The side a replaced join builds from natively, where Spark's node cannot show it. */
   val NativeBuildSideTag: TreeNodeTag[BuildSide] =
     TreeNodeTag[BuildSide]("ballista.nativeBuildSide")
+
+  /** The side `join` builds from natively: the tagged one, else the one Spark planned. */
+  def nativeBuildSide(join: HashJoin): BuildSide =
+    join.getTagValue(NativeBuildSideTag).getOrElse(join.buildSide)
 }
 
 /** Measured size of a shuffle read: all of it and its largest partition, compressed bytes. */

@@ -579,10 +579,7 @@ fn missing_map_outputs_fail_the_fetch() {
 
 #[test]
 fn unreachable_server_fails_after_retries() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed_port = closed_port();
     let read = pb::ShuffleReadBlocks {
         max_retries: 2,
         ..read_of(vec![
@@ -635,4 +632,75 @@ fn fetch_failures_are_found_through_wrappers() {
     let found = FetchFailed::find(&wrapped).unwrap();
     assert_eq!((found.reads_index, found.block_index), (2, 5));
     assert!(FetchFailed::find(&DataFusionError::Execution("other".into())).is_none());
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn local_blocks_are_read_from_their_files() {
+    let dir = TempDir::new().unwrap();
+    let (batches, files) = two_map_outputs(dir.path(), 11);
+    // The address is never contacted: this process wrote (registered) both map outputs.
+    let port = closed_port();
+    let blocks = vec![
+        block_at(port, "shuffle_11_0_0", files[0].sizes[0]),
+        block_at(port, "shuffle_11_0_2", files[0].sizes[2]),
+        block_at(port, "shuffle_11_1_0_4", files[1].sizes.iter().sum()),
+    ];
+    let read = pb::ShuffleReadBlocks {
+        read_local_blocks: true,
+        ..read_of(blocks.clone())
+    };
+    let (plan, result) = run_read(&read);
+    let expected: Vec<RecordBatch> = batches[0][0]
+        .iter()
+        .chain(&batches[0][2])
+        .chain(batches[1].iter().flatten())
+        .cloned()
+        .collect();
+    let output = result.unwrap();
+    assert_eq!(sorted_rows(&output), sorted_rows(&expected));
+    assert!(output.iter().all(|b| b.schema() == schema()));
+    assert_eq!(metric(&plan, "fetched_blocks"), 0);
+
+    // Without the setting the same blocks go to the (closed) address.
+    let failed = fetch_failure(run_read(&read_of(blocks)).1);
+    assert!(failed.message.contains("attempts"), "{}", failed.message);
+
+    // A block of a map output this process did not write is fetched over Flight.
+    let (other, other_files) = {
+        let other_dir = dir.path().join("other");
+        fs::create_dir(&other_dir).unwrap();
+        let (batches, files) = two_map_outputs(&other_dir, 12);
+        remove_shuffle(12);
+        (batches, files)
+    };
+    let failed = fetch_failure(
+        run_read(&pb::ShuffleReadBlocks {
+            read_local_blocks: true,
+            ..read_of(vec![block("shuffle_12_0_2", other_files[0].sizes[2])])
+        })
+        .1,
+    );
+    assert!(failed.message.contains("NotFound"), "{}", failed.message);
+    assert!(!other[0][2].is_empty());
+
+    // A local map output cut short fails its block at once, naming it.
+    let data = fs::read(&files[1].data).unwrap();
+    fs::write(&files[1].data, &data[..data.len() - 10]).unwrap();
+    let (plan, result) = run_read(&read);
+    let failed = fetch_failure(result);
+    assert_eq!(failed.block_index, 2);
+    assert!(
+        failed
+            .message
+            .contains("cannot read local shuffle block shuffle_11_1_0_4"),
+        "{}",
+        failed.message
+    );
+    assert_eq!(metric(&plan, "fetch_retries"), 0);
 }

@@ -43,6 +43,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::partitioning::ShufflePartitioner;
+use super::wire;
 
 /// Writes its input to a map output file; outputs `(partition, length, rows)` per partition.
 pub struct ShuffleFileWriterExec {
@@ -164,6 +165,7 @@ impl ExecutionPlan for ShuffleFileWriterExec {
             .with_can_spill(true)
             .register(context.memory_pool());
         let mut state = MapOutput {
+            wire_schema: wire::wire_schema(&input.schema()),
             schema: input.schema(),
             partitions: (0..self.partitioner.num_partitions())
                 .map(|_| PartitionOutput::default())
@@ -227,6 +229,8 @@ struct Spill {
 
 struct MapOutput {
     schema: SchemaRef,
+    /// The types the blocks carry ([`wire`]).
+    wire_schema: SchemaRef,
     partitions: Vec<PartitionOutput>,
     options: IpcWriteOptions,
     batch_size: usize,
@@ -288,12 +292,12 @@ impl MapOutput {
         output.pending_rows = 0;
         let reserved: usize = pending.iter().map(|(_, size)| size).sum();
         let batches: Vec<RecordBatch> = pending.into_iter().map(|(b, _)| b).collect();
-        let batch = concat_batches(&self.schema, &batches)?;
+        let batch = wire::to_wire(concat_batches(&self.schema, &batches)?, &self.wire_schema)?;
         drop(batches);
         let encoder = match &mut output.encoder {
             Some(encoder) => encoder,
             None => output.encoder.insert(StreamEncoder::try_new_with_options(
-                &self.schema,
+                &self.wire_schema,
                 self.options.clone(),
             )?),
         };

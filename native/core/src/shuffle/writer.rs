@@ -34,6 +34,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::partitioning::ShufflePartitioner;
+use super::wire;
 
 /// Writes its input as `(partition INT32, data BINARY, rows INT64)` blocks of Arrow IPC streams.
 pub struct ShuffleWriterExec {
@@ -155,6 +156,7 @@ impl ExecutionPlan for ShuffleWriterExec {
             buffers: (0..self.partitioner.num_partitions())
                 .map(|_| PartitionBuffer::default())
                 .collect(),
+            wire_schema: wire::wire_schema(&input.schema()),
             schema: input.schema(),
             input: Some(input),
             partitioner: Arc::clone(&self.partitioner),
@@ -183,6 +185,8 @@ struct WriterState {
     /// `None` once the input is exhausted or failed.
     input: Option<SendableRecordBatchStream>,
     schema: SchemaRef,
+    /// The types the blocks carry ([`wire`]).
+    wire_schema: SchemaRef,
     partitioner: Arc<ShufflePartitioner>,
     options: IpcWriteOptions,
     batch_size: usize,
@@ -260,9 +264,15 @@ impl WriterState {
     fn encode(&mut self, p: usize) -> Result<Block> {
         let buffer = std::mem::take(&mut self.buffers[p]);
         let rows = buffer.rows as i64;
-        let batch = concat_batches(&self.schema, &buffer.batches)?;
-        let mut writer =
-            StreamWriter::try_new_with_options(Vec::new(), &self.schema, self.options.clone())?;
+        let batch = wire::to_wire(
+            concat_batches(&self.schema, &buffer.batches)?,
+            &self.wire_schema,
+        )?;
+        let mut writer = StreamWriter::try_new_with_options(
+            Vec::new(),
+            &self.wire_schema,
+            self.options.clone(),
+        )?;
         writer.write(&batch)?;
         writer.finish()?;
         Ok((p as i32, writer.into_inner()?, rows))

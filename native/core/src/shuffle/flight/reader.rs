@@ -6,7 +6,8 @@
 //! A block is fetched whole before any of it is returned, so a failed attempt can be retried
 //! from scratch without having returned part of it. A block that still fails ends the read
 //! with a [`FetchFailed`] error naming it, which Spark turns into a fetch failure of that block
-//! (re-running the map stage that produced it).
+//! (re-running the map stage that produced it). Blocks of map outputs this process wrote are
+//! read straight from their files when the read allows it, as Spark reads its local blocks.
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
@@ -42,6 +43,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
+use crate::shuffle::flight::block::{BlockError, BlockId, BlockReader, MapOutput, map_output};
 use crate::shuffle::reader::conform;
 
 /// Names of the exec's metrics beyond the baseline ones (read by [`crate::metrics`]).
@@ -112,6 +114,8 @@ pub fn shuffle_read(
 /// The settings of one read, defaults applied.
 struct FetchOptions {
     reads_index: u32,
+    /// Whether blocks of map outputs registered in this process are read from their files.
+    read_local_blocks: bool,
     authorization: AsciiMetadataValue,
     max_concurrent_fetches: usize,
     max_bytes_in_flight: u64,
@@ -175,6 +179,7 @@ impl ShuffleReadExec {
         let or = |value: u64, default: u64| if value == 0 { default } else { value };
         let options = FetchOptions {
             reads_index,
+            read_local_blocks: read.read_local_blocks,
             authorization,
             max_concurrent_fetches: match read.max_concurrent_fetches {
                 0 => DEFAULT_MAX_CONCURRENT_FETCHES,
@@ -461,13 +466,19 @@ fn retryable(code: Code) -> bool {
     )
 }
 
-/// Fetches one block whole, retrying what may be transient.
+/// Fetches one block whole, retrying what may be transient; a block of a map output this
+/// process wrote is read from its file instead (when the read allows it).
 async fn fetch(
     block: Block,
     options: Arc<FetchOptions>,
     clients: Arc<Clients>,
     counters: Counters,
 ) -> Result<FetchedBlock> {
+    if options.read_local_blocks
+        && let Some((id, output)) = local_map_output(&block)
+    {
+        return read_local(block, id, output, &options).await;
+    }
     let mut attempt = 0u32;
     let error = loop {
         let error = match attempt_fetch(&block, &options, &clients).await {
@@ -506,6 +517,47 @@ async fn fetch(
             error.message
         ),
     })))
+}
+
+/// The block's map output, if this process wrote it. Map ids are task attempt ids, unique in
+/// the application, so a registered map output is the very one the block names.
+fn local_map_output(block: &Block) -> Option<(BlockId, Arc<MapOutput>)> {
+    let id = BlockId::parse(&block.ticket).ok()?;
+    Some((id, map_output(id.shuffle_id, id.map_id)?))
+}
+
+/// Reads a block of this process's map output from its file: the messages the Flight server
+/// would send, decoded the same way. Whatever fails here would fail in the server too, so it
+/// is a fetch failure at once (re-running the map task), without retries.
+async fn read_local(
+    block: Block,
+    id: BlockId,
+    output: Arc<MapOutput>,
+    options: &FetchOptions,
+) -> Result<FetchedBlock> {
+    let failed = |message: String| {
+        DataFusionError::External(Box::new(FetchFailed {
+            reads_index: options.reads_index,
+            block_index: block.index,
+            message: format!("cannot read local shuffle block {id}: {message}"),
+        }))
+    };
+    let messages = tokio::task::spawn_blocking(move || {
+        BlockReader::open(id, &output)?.collect::<std::result::Result<Vec<_>, BlockError>>()
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(e.to_string()))?;
+    let batches = FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(
+        messages.into_iter().map(Ok),
+    ))
+    .try_collect::<Vec<_>>()
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    Ok(FetchedBlock {
+        batches,
+        size: block.size,
+    })
 }
 
 /// One attempt: the block's batches and the bytes received.

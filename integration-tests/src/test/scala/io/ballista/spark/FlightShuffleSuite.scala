@@ -136,6 +136,36 @@ class FlightShuffleSuite extends AnyFunSuite with BeforeAndAfterAll {
     }
   }
 
+  test("an executor reads its own map outputs from their files and fetches the others") {
+    // Every reduce task reads all its blocks (a join may stop reading when its build side is
+    // empty), and two shuffles of several map tasks spread blocks over both executors.
+    val sql = "SELECT l_suppkey % 10 AS k, count(*), sum(l_quantity) " +
+      "FROM (SELECT /*+ REPARTITION(4) */ * FROM lineitem) GROUP BY 1"
+    val (schema, expected) = vanillaAnswer(sql)
+    val key = BallistaConf.FlightReadLocalBlocks.key
+    // (blocks fetched over Flight, Spark's local and remote blocks read)
+    def run(readLocal: Boolean): (Long, Long, Long) = {
+      spark.conf.set(key, readLocal.toString)
+      try {
+        val (df, ends) =
+          withTaskEnds(
+            SparkFixture.assertNativeGives(spark, sql, schema, expected, ordered = false)
+          )
+        val reads = ends.flatMap(e => Option(e.taskMetrics)).map(_.shuffleReadMetrics)
+        (
+          flightMetric(df, "flightBlocksFetched"),
+          reads.map(_.localBlocksFetched).sum,
+          reads.map(_.remoteBlocksFetched).sum
+        )
+      } finally spark.conf.unset(key)
+    }
+    val (fetchedAll, localBefore, remoteBefore) = run(readLocal = false)
+    assert(fetchedAll == localBefore + remoteBefore)
+    val (fetched, local, remote) = run(readLocal = true)
+    assert(local > 0 && remote > 0, s"local $local, remote $remote")
+    assert(fetched == remote)
+  }
+
   test("round-robin and range repartitioning over Flight keep every row") {
     Seq(
       "SELECT l_orderkey, l_linenumber, l_quantity FROM (SELECT /*+ REPARTITION(7) */ * FROM lineitem)",

@@ -8,6 +8,7 @@ import scala.concurrent.duration._
 
 import io.ballista.spark.jni.NativeEngine
 import org.apache.spark.SparkException
+import org.apache.spark.network.util.JavaUtils
 import org.apache.spark.sql.{DataFrame, Row, SparkSession}
 import org.apache.spark.sql.execution.SparkPlan
 import org.apache.spark.sql.execution.adaptive.{AdaptiveSparkPlanExec, QueryStageExec}
@@ -50,10 +51,18 @@ object SparkFixture {
     SparkSession.clearDefaultSession()
   }
 
+  /** A new directory, deleted with its contents when the JVM exits. */
   def tempDir(prefix: String): Path = {
     val dir = Files.createTempDirectory(prefix)
-    dir.toFile.deleteOnExit()
+    tempDirs.add(dir.toFile)
     dir
+  }
+
+  // `File.deleteOnExit` skips directories that are not empty: the tests' Parquet files stayed.
+  private lazy val tempDirs = {
+    val dirs = new java.util.concurrent.ConcurrentLinkedQueue[java.io.File]()
+    sys.addShutdownHook(dirs.forEach(d => scala.util.Try(JavaUtils.deleteRecursively(d))))
+    dirs
   }
 
   /**

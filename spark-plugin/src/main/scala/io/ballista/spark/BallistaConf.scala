@@ -150,6 +150,13 @@ object BallistaConf {
     min = 0
   )
 
+  val FlightReadLocalBlocks: BooleanEntry = BooleanEntry(
+    "spark.ballista.shuffle.flight.readLocalBlocks",
+    default = true,
+    "Read shuffle blocks written by the same executor straight from its files instead of " +
+      "fetching them from its own Arrow Flight server."
+  )
+
   val FlightRetryWaitMs: PositiveIntEntry = PositiveIntEntry(
     "spark.ballista.shuffle.flight.retryWaitMs",
     default = 1000,

@@ -22,7 +22,9 @@ import org.slf4j.LoggerFactory;
  *       {@value #PATH_ENV};
  *   <li>the classpath resource {@value #RESOURCE}, which the build puts into the ballista-jvm jar:
  *       loaded in place when it is a plain file, otherwise extracted to a temporary file that is
- *       deleted when the JVM exits.
+ *       deleted as soon as it is loaded (the loaded library stays mapped; nothing is left behind in
+ *       the temporary directory even when the JVM is killed). Profilers that read symbols from the
+ *       library file need {@value #PATH_PROPERTY} pointing at an unpacked copy.
  * </ol>
  */
 public final class NativeLibrary {
@@ -55,12 +57,24 @@ public final class NativeLibrary {
     if (path == null || path.isEmpty()) {
       path = System.getenv(PATH_ENV);
     }
+    Path extracted = null;
     if (path != null && !path.isEmpty()) {
       path = Paths.get(path).toAbsolutePath().toString();
     } else {
-      path = bundledLibraryPath();
+      URL url = bundledLibrary();
+      path = plainFile(url);
+      if (path == null) {
+        extracted = extract(url);
+        path = extracted.toString();
+      }
     }
-    System.load(path);
+    try {
+      System.load(path);
+    } finally {
+      if (extracted != null) {
+        deleteExtracted(extracted);
+      }
+    }
     loadedPath = path;
     NativeLog.start();
     LOG.info(
@@ -71,7 +85,8 @@ public final class NativeLibrary {
   }
 
   /**
-   * Returns the absolute path of the library file that was loaded.
+   * Returns the absolute path of the library file that was loaded (an extracted copy no longer
+   * exists there: it is deleted once loaded).
    *
    * @return the path, or {@code null} before {@link #load()} has succeeded
    */
@@ -79,7 +94,7 @@ public final class NativeLibrary {
     return loadedPath;
   }
 
-  private static String bundledLibraryPath() {
+  private static URL bundledLibrary() {
     String os = System.getProperty("os.name", "?");
     String arch = System.getProperty("os.arch", "?");
     String platform = "os.name=" + os + ", os.arch=" + arch;
@@ -104,6 +119,11 @@ public final class NativeLibrary {
               + "); build it with dev/build-native.sh, or set -D"
               + PATH_PROPERTY);
     }
+    return url;
+  }
+
+  /** The path of the bundled library when it is a plain file, else null (inside a jar). */
+  private static String plainFile(URL url) {
     if ("file".equals(url.getProtocol())) {
       try {
         return Paths.get(url.toURI()).toAbsolutePath().toString();
@@ -111,7 +131,15 @@ public final class NativeLibrary {
         // Not a plain path after all: extract it like a jar entry.
       }
     }
-    return extract(url).toString();
+    return null;
+  }
+
+  private static void deleteExtracted(Path file) {
+    try {
+      Files.deleteIfExists(file);
+    } catch (IOException e) {
+      LOG.debug("cannot delete the extracted native library {}: {}", file, e.toString());
+    }
   }
 
   private static Path extract(URL url) {

@@ -127,7 +127,8 @@ private[ballista] object NativeShuffle {
       specs.getOrElse(allPartitions(dependency.partitioner.numPartitions)),
       TypeSerde.schema(output),
       conf.sessionLocalTimeZone,
-      BallistaConf.BatchSize.get(conf)
+      BallistaConf.BatchSize.get(conf),
+      BallistaConf.FlightReadLocalBlocks.get(conf)
     )
 
   private def allPartitions(n: Int): Array[ShufflePartitionSpec] =

@@ -44,7 +44,8 @@ private case class BlockFetch(
 /**
  * The reduce side of a native shuffle: one task per partition spec (as for Spark's shuffle
  * reads, so adaptive execution's coalesced and skew-split reads work), each a native plan that
- * fetches the task's blocks from the executors' Flight servers and decodes them. A block that
+ * fetches the task's blocks from the executors' Flight servers (or, with `readLocalBlocks`, reads
+ * those of its own executor from their files) and decodes them. A block that
  * cannot be fetched fails the task with Spark's `FetchFailedException` for it, so Spark
  * re-runs the map tasks whose output was lost.
  */
@@ -55,7 +56,8 @@ private[ballista] class FlightShuffleReadRDD(
     specs: Array[ShufflePartitionSpec],
     schema: PSchema,
     sessionTimezone: String,
-    batchSize: Int
+    batchSize: Int,
+    readLocalBlocks: Boolean
 ) extends RDD[ColumnarBatch](dependency.rdd.context, List(dependency)) {
 
   private val shuffleId = dependency.shuffleId
@@ -82,6 +84,7 @@ private[ballista] class FlightShuffleReadRDD(
       .setMaxBytesInFlight(BallistaConf.FlightMaxBytesInFlight.get(conf))
       .setMaxRetries(BallistaConf.FlightMaxRetries.get(conf))
       .setRetryWaitMs(BallistaConf.FlightRetryWaitMs.get(conf).toLong)
+      .setReadLocalBlocks(readLocalBlocks)
     fetches.foreach { f =>
       read.addBlocks(
         ShuffleBlock

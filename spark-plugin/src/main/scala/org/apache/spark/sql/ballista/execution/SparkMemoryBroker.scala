@@ -37,10 +37,19 @@ object SparkMemoryBroker {
    * process.
    */
   def configureExecutor(conf: SparkConf): Unit =
-    NativeEngine.configureMemory(
-      Utils.getConfiguredLocalDirs(conf),
-      BallistaConf.NativeMemoryLimit.get(conf)
-    )
+    NativeEngine.configureMemory(spillDirectories(conf), BallistaConf.NativeMemoryLimit.get(conf))
+
+  /**
+   * The block manager's directories inside Spark's local directories: Spark deletes them when
+   * the executor stops, with the spill directories the native engine makes in them (the native
+   * engine itself is never shut down, so it cannot delete its own). Before the block manager
+   * exists, the local directories themselves.
+   */
+  private def spillDirectories(conf: SparkConf): Array[String] =
+    Option(SparkEnv.get)
+      .map(_.blockManager.diskBlockManager.localDirs.map(_.getAbsolutePath))
+      .filter(_.nonEmpty)
+      .getOrElse(Utils.getConfiguredLocalDirs(conf))
 
   /**
    * Off-heap execution memory this executor's tasks hold now (native plans' and Spark's own

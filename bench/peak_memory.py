@@ -8,8 +8,10 @@ How: Spark runs in `local[2]`, so the driver JVM is the executor. Each query run
 `spark-submit` (peaks do not accumulate across queries) once per engine. Both engines get the
 same settings: the plugin jar on the classpath, `spark.plugins=ballista`, driver memory,
 off-heap size and shuffle partitions; only `spark.ballista.enabled` differs (false: vanilla).
-While a query runs, the RSS of the spark-submit process tree (the JVM and the PySpark driver it
-starts) is summed every 100 ms from /proc; a run's peak is the largest sum, or the JVM's own
+While a query runs, the resident memory of the spark-submit process tree (the JVM and the
+PySpark driver it starts) is summed every 100 ms from /proc, as proportional set sizes (Pss:
+pages shared between processes, e.g. by a child the JVM forks, count once rather than once per
+process, as against a container's limit); a run's peak is the largest sum, or the JVM's own
 high-water mark (VmHWM, read by the query driver just before it exits) if that is larger.
 
 Run it through bench/peak_memory.sh, which generates the data and finds the plugin jar:
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from tpch_common import (MIB, SHUFFLE_MANAGER, geomean, machine, mib, process_tree,
+from tpch_common import (MIB, SHUFFLE_MANAGER, geomean, machine, mib, process_tree, pss_bytes,
                          query_numbers, read_query, register_tables, spark_submit_options, status_bytes)
 
 ENGINES = {"vanilla": "false", "plugin": "true"}  # engine -> spark.ballista.enabled
@@ -45,7 +47,7 @@ def run_sampled(command, log_path):
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         while process.poll() is None:
-            rss = sum(status_bytes(pid, "VmRSS") for pid in process_tree(process.pid))
+            rss = sum(pss_bytes(pid) for pid in process_tree(process.pid))
             tree_peak = max(tree_peak, rss)
             root_hwm = max(root_hwm, status_bytes(process.pid, "VmHWM"))
             time.sleep(SAMPLE_SECONDS)

@@ -82,6 +82,21 @@ def status_bytes(pid, field):
     return 0
 
 
+def pss_bytes(pid):
+    """The proportional set size of a process in bytes (its resident pages, those it shares with
+    other processes divided among them), from /proc/<pid>/smaps_rollup; its VmRSS where that
+    cannot be read; 0 once the process is gone. Summed over processes, shared pages (a child
+    forked from the JVM, shared libraries) count once, as they do against a container's limit."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return status_bytes(pid, "VmRSS")
+
+
 def process_tree(root):
     """`root` and all its descendants, found by scanning /proc for parent ids."""
     children = {}

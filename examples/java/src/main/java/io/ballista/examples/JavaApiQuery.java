@@ -29,6 +29,8 @@ public final class JavaApiQuery {
           rows += batch.getRowCount();
         }
       }
+    } finally {
+      Files.deleteIfExists(csv);
     }
     if (rows != 2) {
       throw new IllegalStateException("expected 2 rows, got " + rows);

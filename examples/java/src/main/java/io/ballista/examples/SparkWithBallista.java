@@ -1,6 +1,11 @@
 package io.ballista.examples;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
 import java.util.List;
+import java.util.stream.Stream;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
@@ -13,7 +18,8 @@ public final class SparkWithBallista {
   private SparkWithBallista() {}
 
   public static void main(String[] args) throws Exception {
-    String dir = java.nio.file.Files.createTempDirectory("ballista-example").toString();
+    Path tempDir = Files.createTempDirectory("ballista-example");
+    String dir = tempDir.toString();
     SparkSession spark =
         SparkSession.builder()
             .master("local[2]")
@@ -46,6 +52,15 @@ public final class SparkWithBallista {
       System.out.println("spark job: identical results, native plan");
     } finally {
       spark.stop();
+      deleteRecursively(tempDir);
+    }
+  }
+
+  private static void deleteRecursively(Path dir) throws IOException {
+    try (Stream<Path> paths = Files.walk(dir)) {
+      for (Path p : paths.sorted(Comparator.reverseOrder()).toArray(Path[]::new)) {
+        Files.deleteIfExists(p);
+      }
     }
   }
 }

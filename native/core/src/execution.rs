@@ -287,6 +287,7 @@ pub(crate) fn compatible(actual: &DataType, expected: &DataType) -> bool {
                     DataType::Binary
                 )
         )
+        // Shuffle blocks carry short decimals in 64 bits (see `shuffle::wire`).
         || matches!(
             (actual, expected),
             (DataType::Decimal64(p, s), DataType::Decimal128(ep, es)) if p == ep && s == es
@@ -325,11 +326,6 @@ pub(crate) fn conform_output(batch: RecordBatch, expected: &SchemaRef) -> Result
         .map(|(c, f)| {
             if c.data_type() == f.data_type() {
                 Ok(Arc::clone(c))
-            } else if let (DataType::Decimal64(_, _), DataType::Decimal128(precision, scale)) =
-                (c.data_type(), f.data_type())
-            {
-                // Shuffle blocks carry short decimals in 64 bits (see `shuffle::wire`).
-                crate::shuffle::wire::widen_decimal(c.as_ref(), *precision, *scale)
             } else {
                 Ok(cast_with_options(
                     c,

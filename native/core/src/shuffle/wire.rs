@@ -4,7 +4,8 @@
 //! but a decimal of up to 18 digits fits 64 bits (Spark's own rows store it as a `long`). Its
 //! upper half is only sign bits, which LZ4 still has to scan and the files, the page cache and
 //! the network still carry: blocks hold such columns as 64-bit decimals instead, and readers
-//! widen them back to the plan's type (see [`crate::execution::conform_output`]).
+//! widen them back to the plan's type like any other layout-only difference (see
+//! [`crate::execution::conform_output`], where Arrow's cast does it without a check per value).
 
 use std::sync::Arc;
 
@@ -78,21 +79,11 @@ fn narrow(column: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     }
 }
 
-/// A column read as a 64-bit decimal, as the 128-bit decimal of the same precision and scale.
-pub fn widen_decimal(column: &dyn Array, precision: u8, scale: i8) -> Result<ArrayRef> {
-    let Some(column) = column.as_primitive_opt::<Decimal64Type>() else {
-        return exec_err!("{} is not a 64-bit decimal", column.data_type());
-    };
-    let widened = column
-        .unary::<_, Decimal128Type>(i128::from)
-        .with_precision_and_scale(precision, scale)?;
-    Ok(Arc::new(widened))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{Decimal128Array, Int32Array};
+    use arrow::compute::cast;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -125,7 +116,7 @@ mod tests {
         )?;
         let travelled = to_wire(batch.clone(), &wire)?;
         assert_eq!(travelled.schema(), wire);
-        let back = widen_decimal(travelled.column(0).as_ref(), 18, 2)?;
+        let back = cast(travelled.column(0), &DataType::Decimal128(18, 2))?;
         assert_eq!(back.as_ref(), &small as &dyn Array);
         assert_eq!(travelled.column(1).as_ref(), &wide as &dyn Array);
         Ok(())

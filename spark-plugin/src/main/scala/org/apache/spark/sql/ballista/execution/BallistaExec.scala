@@ -17,10 +17,7 @@ import org.apache.spark.sql.vectorized.ColumnarBatch
  * Each keeps the Spark operator it replaces (`original`) for the properties Spark's planner
  * asks about (partitioning, ordering, required distribution), which do not change.
  */
-abstract class BallistaExec extends SparkPlan {
-
-  /** The Spark operator this one replaces. */
-  def original: SparkPlan
+abstract class BallistaExec extends ReplacesSparkOperator {
 
   /** Why the parent operator stays in Spark, shown in EXPLAIN beside this operator. */
   def parentFallback: Option[String]
@@ -80,6 +77,53 @@ abstract class BallistaExec extends SparkPlan {
     throw new IllegalStateException(s"$nodeName produces columnar batches only")
 
   override protected def doExecuteColumnar(): RDD[ColumnarBatch] = NativePlanRDD.create(this)
+}
+
+/**
+ * A native operator keeping the Spark operator it replaces (`original`), compared shallowly.
+ *
+ * `original` is Spark's operator as it was translated, over the native children of that
+ * moment. A case class's generated equality would compare every subtree twice per level (as a
+ * child, and again under `original`), doubling with each level of the plan; adaptive execution
+ * compares the whole plan after every query stage, which took a third of the driver's CPU in
+ * TPC-H Q2. So `original` counts by its class and its own arguments, not its children; the
+ * children are compared as this operator's.
+ */
+trait ReplacesSparkOperator extends SparkPlan {
+
+  /** The Spark operator this one replaces. */
+  def original: SparkPlan
+
+  override def equals(other: Any): Boolean = other match {
+    case that: ReplacesSparkOperator =>
+      (this eq that) || (getClass == that.getClass && comparedFields == that.comparedFields)
+    case _ => false
+  }
+
+  override def hashCode(): Int = comparedHash
+
+  @transient private lazy val comparedHash: Int = comparedFields.hashCode()
+
+  private def comparedFields: Seq[Any] =
+    productIterator.map {
+      case plan: SparkPlan if (plan eq original) && !children.exists(_ eq plan) =>
+        ReplacesSparkOperator.withoutChildren(plan)
+      case field => field
+    }.toSeq
+}
+
+private[execution] object ReplacesSparkOperator {
+
+  /** `plan`'s class and arguments, leaving out its children. */
+  def withoutChildren(plan: SparkPlan): Seq[Any] = {
+    def isChild(value: Any): Boolean = plan.children.exists(_ eq value.asInstanceOf[AnyRef])
+    val arguments = plan.productIterator.filterNot {
+      case child: SparkPlan => isChild(child)
+      case values: Iterable[_] => values.nonEmpty && values.forall(isChild)
+      case _ => false
+    }
+    plan.getClass +: arguments.toSeq
+  }
 }
 
 /**

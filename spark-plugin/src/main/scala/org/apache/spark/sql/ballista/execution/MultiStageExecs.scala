@@ -20,10 +20,7 @@ import org.apache.spark.sql.vectorized.ColumnarBatch
  * Native operators whose work spans more than one native plan per task, so they cannot be
  * a node of one: they produce Arrow batches, which native parents read without copying.
  */
-trait ArrowProducer extends SparkPlan {
-
-  /** The Spark operator this one replaces. */
-  def original: SparkPlan
+trait ArrowProducer extends ReplacesSparkOperator {
 
   override def supportsColumnar: Boolean = true
 

@@ -59,13 +59,6 @@ abstract class BallistaExec extends ReplacesSparkOperator {
   /** What the engine counts for this operator's plan node (see [[NativeMetrics]]). */
   override lazy val metrics: Map[String, SQLMetric] = NativeMetrics.operator(sparkContext)
 
-  /**
-   * Spark's operator over the canonical children: equal results make equal canonical plans,
-   * so that Spark reuses exchanges and subqueries of native subtrees too.
-   */
-  override protected def doCanonicalize(): SparkPlan =
-    CanonicalNative(original.withNewChildren(children.map(_.canonicalized)).canonicalized)
-
   override def simpleString(maxFields: Int): String = {
     val note = parentFallback.map(r => s" [parent stays in Spark: $r]").getOrElse("")
     s"$nodeName $describe$note"
@@ -80,7 +73,8 @@ abstract class BallistaExec extends ReplacesSparkOperator {
 }
 
 /**
- * A native operator keeping the Spark operator it replaces (`original`), compared shallowly.
+ * A native operator keeping the Spark operator it replaces (`original`): canonicalized as
+ * that operator, compared shallowly.
  *
  * `original` is Spark's operator as it was translated, over the native children of that
  * moment. A case class's generated equality would compare every subtree twice per level (as a
@@ -103,6 +97,13 @@ trait ReplacesSparkOperator extends SparkPlan {
   override def hashCode(): Int = comparedHash
 
   @transient private lazy val comparedHash: Int = comparedFields.hashCode()
+
+  /**
+   * Spark's operator over the canonical children: equal results make equal canonical plans,
+   * so that Spark reuses exchanges and subqueries of native subtrees too.
+   */
+  override protected def doCanonicalize(): SparkPlan =
+    CanonicalNative(original.withNewChildren(children.map(_.canonicalized)).canonicalized)
 
   private def comparedFields: Seq[Any] =
     productIterator.map {

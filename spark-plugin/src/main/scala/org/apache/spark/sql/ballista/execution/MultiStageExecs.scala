@@ -24,10 +24,6 @@ trait ArrowProducer extends ReplacesSparkOperator {
 
   override def supportsColumnar: Boolean = true
 
-  /** As for [[BallistaExec]]: Spark's operator over the canonical children. */
-  override protected def doCanonicalize(): SparkPlan =
-    CanonicalNative(original.withNewChildren(children.map(_.canonicalized)).canonicalized)
-
   override protected def doExecute(): RDD[InternalRow] =
     throw new IllegalStateException(s"$nodeName produces columnar batches only")
 }

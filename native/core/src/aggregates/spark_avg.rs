@@ -8,9 +8,13 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    PrimitiveArray,
 };
-use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Float64Type, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
+use arrow::datatypes::{
+    ArrowNativeType, ArrowPrimitiveType, DataType, Decimal128Type, Field, FieldRef, Float64Type,
+    Int64Type,
+};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_datafusion_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
@@ -214,11 +218,12 @@ impl DecimalAvgType {
 /// One kind of `avg` buffer for [`Avg`] and [`AvgGroups`]: how to add, merge, and turn sums
 /// into arrays.
 trait AvgBuffer {
-    type Sum: Copy + std::fmt::Debug;
+    type Sum: ArrowNativeType + Default;
+    /// The Arrow type of both the input values and the buffer's sum.
+    type Arrow: ArrowPrimitiveType<Native = Self::Sum>;
     type Type: Copy + std::fmt::Debug;
     const START: Option<Self::Sum>;
 
-    fn input(array: &ArrayRef, row: usize) -> Option<Self::Sum>;
     fn add(ty: &Self::Type, sum: Option<Self::Sum>, value: Self::Sum) -> Option<Self::Sum>;
     fn merge(
         ty: &Self::Type,
@@ -229,19 +234,33 @@ trait AvgBuffer {
     fn results(ty: &Self::Type, sums: Vec<Option<Self::Sum>>, counts: &[i64]) -> Result<ArrayRef>;
 }
 
+/// `array` as the buffer's primitive array: checked once per batch rather than per row.
+fn typed<B: AvgBuffer>(array: &ArrayRef) -> Result<&PrimitiveArray<B::Arrow>> {
+    array
+        .as_primitive_opt::<B::Arrow>()
+        .ok_or_else(|| internal_datafusion_err!("avg over {}", array.data_type()))
+}
+
+fn counts_of(array: &ArrayRef) -> Result<&Int64Array> {
+    array
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| internal_datafusion_err!("avg count of type {}", array.data_type()))
+}
+
+fn value<T: ArrowPrimitiveType>(array: &PrimitiveArray<T>, row: usize) -> Option<T::Native> {
+    array.is_valid(row).then(|| array.value(row))
+}
+
 #[derive(Debug)]
 struct DoubleBuffer;
 
 impl AvgBuffer for DoubleBuffer {
     type Sum = f64;
+    type Arrow = Float64Type;
     type Type = ();
     /// Spark's double buffer starts at 0.0 and only a null merged in makes it null.
     const START: Option<f64> = Some(0.0);
 
-    fn input(array: &ArrayRef, row: usize) -> Option<f64> {
-        let a = array.as_primitive::<Float64Type>();
-        a.is_valid(row).then(|| a.value(row))
-    }
     fn add(_: &(), sum: Option<f64>, value: f64) -> Option<f64> {
         sum.map(|s| s + value)
     }
@@ -266,13 +285,10 @@ struct DecimalBuffer;
 
 impl AvgBuffer for DecimalBuffer {
     type Sum = i128;
+    type Arrow = Decimal128Type;
     type Type = DecimalAvgType;
     const START: Option<i128> = Some(0);
 
-    fn input(array: &ArrayRef, row: usize) -> Option<i128> {
-        let a = array.as_primitive::<Decimal128Type>();
-        a.is_valid(row).then(|| a.value(row))
-    }
     fn add(ty: &DecimalAvgType, sum: Option<i128>, value: i128) -> Option<i128> {
         ty.add(sum, value)
     }
@@ -325,11 +341,9 @@ where
         let [values] = values else {
             return internal_err!("avg takes one argument");
         };
-        for row in 0..values.len() {
-            if let Some(v) = B::input(values, row) {
-                self.sum = B::add(&self.ty, self.sum, v);
-                self.count += 1;
-            }
+        for v in typed::<B>(values)?.iter().flatten() {
+            self.sum = B::add(&self.ty, self.sum, v);
+            self.count += 1;
         }
         Ok(())
     }
@@ -338,9 +352,9 @@ where
         let [sums, counts] = states else {
             return internal_err!("avg state has two columns");
         };
-        let counts = counts.as_primitive::<Int64Type>();
+        let (sums, counts) = (typed::<B>(sums)?, counts_of(counts)?);
         for row in 0..sums.len() {
-            self.sum = B::merge(&self.ty, self.sum, B::input(sums, row));
+            self.sum = B::merge(&self.ty, self.sum, value(sums, row));
             self.count = self.count.wrapping_add(counts.value(row));
         }
         Ok(())
@@ -362,27 +376,66 @@ where
     }
 }
 
+/// One group's `(sum, count)` buffer, kept together so that a row touches one place in
+/// memory (grouped aggregation over many groups is bound by those accesses).
+#[derive(Debug, Clone, Copy)]
+struct AvgSlot<S> {
+    sum: S,
+    /// Spark's sum is null: a null merged in, or a decimal overflow.
+    sum_null: bool,
+    count: i64,
+}
+
+impl<S: Copy + Default> AvgSlot<S> {
+    fn new(sum: Option<S>) -> Self {
+        Self {
+            sum: sum.unwrap_or_default(),
+            sum_null: sum.is_none(),
+            count: 0,
+        }
+    }
+
+    fn sum(&self) -> Option<S> {
+        (!self.sum_null).then_some(self.sum)
+    }
+
+    fn set_sum(&mut self, sum: Option<S>) {
+        *self = Self {
+            count: self.count,
+            ..Self::new(sum)
+        };
+    }
+}
+
 /// `avg` for many groups at once (what hash aggregation with many groups uses): one
 /// `(sum, count)` buffer per group, with exactly the single-group accumulators' semantics.
 #[derive(Debug)]
 struct AvgGroups<B: AvgBuffer> {
     ty: B::Type,
-    sums: Vec<Option<B::Sum>>,
-    counts: Vec<i64>,
+    slots: Vec<AvgSlot<B::Sum>>,
 }
 
 impl<B: AvgBuffer> AvgGroups<B> {
     fn new(ty: B::Type) -> Self {
-        Self {
-            ty,
-            sums: vec![],
-            counts: vec![],
-        }
+        Self { ty, slots: vec![] }
     }
 
     fn resize(&mut self, groups: usize) {
-        self.sums.resize(groups, B::START);
-        self.counts.resize(groups, 0);
+        self.slots.resize(groups, AvgSlot::new(B::START));
+    }
+
+    fn add(&mut self, group: usize, value: B::Sum) {
+        let slot = &mut self.slots[group];
+        slot.set_sum(B::add(&self.ty, slot.sum(), value));
+        slot.count += 1;
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<Option<B::Sum>>, Vec<i64>) {
+        emit_to
+            .take_needed(&mut self.slots)
+            .iter()
+            .map(|slot| (slot.sum(), slot.count))
+            .unzip()
     }
 }
 
@@ -401,11 +454,18 @@ where
         let [values] = values else {
             return internal_err!("avg takes one argument");
         };
+        let values = typed::<B>(values)?;
         self.resize(total_num_groups);
-        for (row, &group) in group_indices.iter().enumerate() {
-            if let (Some(v), true) = (B::input(values, row), selected(opt_filter, row)) {
-                self.sums[group] = B::add(&self.ty, self.sums[group], v);
-                self.counts[group] += 1;
+        let data = values.values();
+        if values.null_count() == 0 && opt_filter.is_none() {
+            for (&group, &v) in group_indices.iter().zip(data.iter()) {
+                self.add(group, v);
+            }
+        } else {
+            for (row, &group) in group_indices.iter().enumerate() {
+                if values.is_valid(row) && selected(opt_filter, row) {
+                    self.add(group, data[row]);
+                }
             }
         }
         Ok(())
@@ -420,24 +480,23 @@ where
         let [sums, counts] = values else {
             return internal_err!("avg state has two columns");
         };
+        let (sums, counts) = (typed::<B>(sums)?, counts_of(counts)?);
         self.resize(total_num_groups);
-        let counts = counts.as_primitive::<Int64Type>();
         for (row, &group) in group_indices.iter().enumerate() {
-            self.sums[group] = B::merge(&self.ty, self.sums[group], B::input(sums, row));
-            self.counts[group] = self.counts[group].wrapping_add(counts.value(row));
+            let slot = &mut self.slots[group];
+            slot.set_sum(B::merge(&self.ty, slot.sum(), value(sums, row)));
+            slot.count = slot.count.wrapping_add(counts.value(row));
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let sums = emit_to.take_needed(&mut self.sums);
-        let counts = emit_to.take_needed(&mut self.counts);
+        let (sums, counts) = self.take(emit_to);
         B::results(&self.ty, sums, &counts)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let sums = emit_to.take_needed(&mut self.sums);
-        let counts = emit_to.take_needed(&mut self.counts);
+        let (sums, counts) = self.take(emit_to);
         Ok(vec![
             B::sums(&self.ty, sums)?,
             Arc::new(Int64Array::from(counts)),
@@ -453,7 +512,8 @@ where
         let [values] = values else {
             return internal_err!("avg takes one argument");
         };
-        let counted = |row: usize| B::input(values, row).filter(|_| selected(opt_filter, row));
+        let values = typed::<B>(values)?;
+        let counted = |row: usize| value(values, row).filter(|_| selected(opt_filter, row));
         let sums = (0..values.len())
             .map(|row| counted(row).or(B::START))
             .collect();
@@ -464,8 +524,7 @@ where
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * size_of::<Option<B::Sum>>()
-            + self.counts.capacity() * size_of::<i64>()
+        self.slots.capacity() * size_of::<AvgSlot<B::Sum>>()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array};
 use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_datafusion_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
@@ -89,9 +89,7 @@ impl AggregateUDFImpl for SparkDecimalSum {
             return internal_err!("decimal sum returning {}", args.return_field.data_type());
         };
         Ok(Box::new(DecimalSumGroups {
-            sums: vec![],
-            overflowed: vec![],
-            empty: vec![],
+            slots: vec![],
             limit: 10_u128.pow(u32::from(precision)),
             precision,
             scale,
@@ -138,8 +136,7 @@ impl Accumulator for DecimalSumAccumulator {
             return internal_err!("sum takes one argument");
         };
         // The input's scale equals the buffer's: Spark only widens the precision.
-        let values = values.as_primitive::<Decimal128Type>();
-        for v in values.iter().flatten() {
+        for v in decimals(values)?.iter().flatten() {
             self.is_empty = false;
             self.sum = self.sum.and_then(|s| self.add(s, v));
         }
@@ -150,8 +147,7 @@ impl Accumulator for DecimalSumAccumulator {
         let [sums, empties] = states else {
             return internal_err!("sum state has two columns");
         };
-        let sums = sums.as_primitive::<Decimal128Type>();
-        let empties: &BooleanArray = empties.as_boolean();
+        let (sums, empties) = (decimals(sums)?, booleans(empties)?);
         for i in 0..sums.len() {
             let other_empty = empties.is_valid(i) && empties.value(i);
             let other_overflowed = !other_empty && sums.is_null(i);
@@ -197,14 +193,26 @@ impl Accumulator for DecimalSumAccumulator {
     }
 }
 
+/// One group's running sum, kept together so that a row touches one place in memory.
+#[derive(Debug, Clone, Copy)]
+struct SumSlot {
+    sum: i128,
+    /// The running sum overflowed the buffer's precision (Spark's null sum).
+    overflowed: bool,
+    /// No non-null input yet (Spark's `isEmpty`).
+    empty: bool,
+}
+
+const EMPTY_SUM: SumSlot = SumSlot {
+    sum: 0,
+    overflowed: false,
+    empty: true,
+};
+
 /// The same sum for many groups at once (what hash aggregation with many groups uses).
 #[derive(Debug)]
 struct DecimalSumGroups {
-    sums: Vec<i128>,
-    /// The group's running sum overflowed the buffer's precision (Spark's null sum).
-    overflowed: Vec<bool>,
-    /// No non-null input yet (Spark's `isEmpty`).
-    empty: Vec<bool>,
+    slots: Vec<SumSlot>,
     limit: u128,
     precision: u8,
     scale: i8,
@@ -213,21 +221,24 @@ struct DecimalSumGroups {
 
 impl DecimalSumGroups {
     fn resize(&mut self, groups: usize) {
-        self.sums.resize(groups, 0);
-        self.overflowed.resize(groups, false);
-        self.empty.resize(groups, true);
+        self.slots.resize(groups, EMPTY_SUM);
     }
 
+    /// Adds a non-null input value (or another buffer's non-overflowed sum).
     fn add(&mut self, group: usize, value: i128) {
-        if self.overflowed[group] {
+        let limit = self.limit;
+        let slot = &mut self.slots[group];
+        slot.empty = false;
+        if slot.overflowed {
             return;
         }
-        match self.sums[group]
+        match slot
+            .sum
             .checked_add(value)
-            .filter(|v| v.unsigned_abs() < self.limit)
+            .filter(|v| v.unsigned_abs() < limit)
         {
-            Some(sum) => self.sums[group] = sum,
-            None => self.overflowed[group] = true,
+            Some(sum) => slot.sum = sum,
+            None => slot.overflowed = true,
         }
     }
 }
@@ -243,12 +254,18 @@ impl GroupsAccumulator for DecimalSumGroups {
         let [values] = values else {
             return internal_err!("sum takes one argument");
         };
+        let values = decimals(values)?;
         self.resize(total_num_groups);
-        let values = values.as_primitive::<Decimal128Type>();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if values.is_valid(row) && selected(opt_filter, row) {
-                self.empty[group] = false;
-                self.add(group, values.value(row));
+        let data = values.values();
+        if values.null_count() == 0 && opt_filter.is_none() {
+            for (&group, &v) in group_indices.iter().zip(data.iter()) {
+                self.add(group, v);
+            }
+        } else {
+            for (row, &group) in group_indices.iter().enumerate() {
+                if values.is_valid(row) && selected(opt_filter, row) {
+                    self.add(group, data[row]);
+                }
             }
         }
         Ok(())
@@ -263,33 +280,31 @@ impl GroupsAccumulator for DecimalSumGroups {
         let [sums, empties] = values else {
             return internal_err!("sum state has two columns");
         };
+        let (sums, empties) = (decimals(sums)?, booleans(empties)?);
         self.resize(total_num_groups);
-        let sums = sums.as_primitive::<Decimal128Type>();
-        let empties: &BooleanArray = empties.as_boolean();
         for (row, &group) in group_indices.iter().enumerate() {
             // Spark's merge: overflow on either side makes the sum null.
             let other_empty = empties.is_valid(row) && empties.value(row);
             let other_overflowed = !other_empty && sums.is_null(row);
-            let this_overflowed = !self.empty[group] && self.overflowed[group];
+            let slot = self.slots[group];
+            let this_overflowed = !slot.empty && slot.overflowed;
             if this_overflowed || other_overflowed {
-                self.overflowed[group] = true;
+                self.slots[group].overflowed = true;
             } else if sums.is_valid(row) {
                 self.add(group, sums.value(row));
             }
-            self.empty[group] = self.empty[group] && other_empty;
+            self.slots[group].empty = slot.empty && other_empty;
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let sums = emit_to.take_needed(&mut self.sums);
-        let overflowed = emit_to.take_needed(&mut self.overflowed);
-        let empty = emit_to.take_needed(&mut self.empty);
-        let mut out = Vec::with_capacity(sums.len());
-        for ((sum, overflowed), empty) in sums.into_iter().zip(overflowed).zip(empty) {
-            out.push(if empty {
+        let slots = emit_to.take_needed(&mut self.slots);
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            out.push(if slot.empty {
                 None
-            } else if overflowed {
+            } else if slot.overflowed {
                 if self.eval_mode == EvalMode::Ansi {
                     return exec_err!(
                         "[ARITHMETIC_OVERFLOW] sum overflowed Decimal({}, {})",
@@ -299,7 +314,7 @@ impl GroupsAccumulator for DecimalSumGroups {
                 }
                 None
             } else {
-                Some(sum)
+                Some(slot.sum)
             });
         }
         Ok(Arc::new(
@@ -308,17 +323,15 @@ impl GroupsAccumulator for DecimalSumGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let sums = emit_to.take_needed(&mut self.sums);
-        let overflowed = emit_to.take_needed(&mut self.overflowed);
-        let empty = emit_to.take_needed(&mut self.empty);
-        let sums: Decimal128Array = sums
-            .into_iter()
-            .zip(&overflowed)
-            .map(|(sum, overflowed)| (!overflowed).then_some(sum))
+        let slots = emit_to.take_needed(&mut self.slots);
+        let sums: Decimal128Array = slots
+            .iter()
+            .map(|slot| (!slot.overflowed).then_some(slot.sum))
             .collect();
+        let empty: BooleanArray = slots.iter().map(|slot| Some(slot.empty)).collect();
         Ok(vec![
             Arc::new(sums.with_precision_and_scale(self.precision, self.scale)?),
-            Arc::new(BooleanArray::from(empty)),
+            Arc::new(empty),
         ])
     }
 
@@ -331,7 +344,7 @@ impl GroupsAccumulator for DecimalSumGroups {
         let [values] = values else {
             return internal_err!("sum takes one argument");
         };
-        let values = values.as_primitive::<Decimal128Type>();
+        let values = decimals(values)?;
         let counted = |row: usize| values.is_valid(row) && selected(opt_filter, row);
         let sums: Decimal128Array = (0..values.len())
             .map(|row| Some(if counted(row) { values.value(row) } else { 0 }))
@@ -344,8 +357,116 @@ impl GroupsAccumulator for DecimalSumGroups {
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * size_of::<i128>()
-            + self.overflowed.capacity()
-            + self.empty.capacity()
+        self.slots.capacity() * size_of::<SumSlot>()
+    }
+}
+
+fn decimals(array: &ArrayRef) -> Result<&Decimal128Array> {
+    array
+        .as_primitive_opt::<Decimal128Type>()
+        .ok_or_else(|| internal_datafusion_err!("decimal sum over {}", array.data_type()))
+}
+
+fn booleans(array: &ArrayRef) -> Result<&BooleanArray> {
+    array
+        .as_boolean_opt()
+        .ok_or_else(|| internal_datafusion_err!("sum's isEmpty of type {}", array.data_type()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(precision: u8) -> DecimalSumGroups {
+        DecimalSumGroups {
+            slots: vec![],
+            limit: 10_u128.pow(u32::from(precision)),
+            precision,
+            scale: 2,
+            eval_mode: EvalMode::Legacy,
+        }
+    }
+
+    fn single(precision: u8) -> DecimalSumAccumulator {
+        DecimalSumAccumulator {
+            sum: Some(0),
+            is_empty: true,
+            limit: 10_u128.pow(u32::from(precision)),
+            precision,
+            scale: 2,
+            eval_mode: EvalMode::Legacy,
+        }
+    }
+
+    fn decimals(values: Vec<Option<i128>>) -> Result<ArrayRef> {
+        Ok(Arc::new(
+            Decimal128Array::from(values).with_precision_and_scale(12, 2)?,
+        ))
+    }
+
+    /// Grouped sums give what one accumulator per group gives, through update (with and
+    /// without nulls and a filter), state, merge and evaluate, including a sum that overflows
+    /// its precision and a group that saw only nulls.
+    #[test]
+    fn groups_agree_with_single_accumulators() -> Result<()> {
+        let batches = [
+            // No nulls, no filter: the fast path.
+            (
+                decimals(vec![Some(150), Some(-25), Some(999_999_999_990), Some(7)])?,
+                vec![0, 1, 2, 1],
+                None,
+            ),
+            // Nulls and a filter.
+            (
+                decimals(vec![None, Some(1), Some(20), Some(5), None])?,
+                vec![3, 2, 0, 1, 3],
+                Some(BooleanArray::from(vec![true, true, true, false, true])),
+            ),
+        ];
+        let precision = 12;
+        let mut grouped = groups(precision);
+        for (values, group_indices, filter) in &batches {
+            grouped.update_batch(
+                std::slice::from_ref(values),
+                group_indices,
+                filter.as_ref(),
+                4,
+            )?;
+        }
+        let state = grouped.state(EmitTo::All)?;
+        let mut merged = groups(precision);
+        merged.merge_batch(&state, &[0, 1, 2, 3], 4)?;
+        merged.merge_batch(&state, &[0, 1, 2, 3], 4)?;
+        let results = merged.evaluate(EmitTo::All)?;
+        let results = results.as_primitive::<Decimal128Type>();
+        for group in 0..4 {
+            let mut one = single(precision);
+            for (values, group_indices, filter) in &batches {
+                for (row, &g) in group_indices.iter().enumerate() {
+                    if g == group && selected(filter.as_ref(), row) {
+                        one.update_batch(&[values.slice(row, 1)])?;
+                    }
+                }
+            }
+            let state: Vec<ArrayRef> = one
+                .state()?
+                .iter()
+                .map(|v| v.to_array())
+                .collect::<Result<_>>()?;
+            let mut twice = single(precision);
+            twice.merge_batch(&state)?;
+            twice.merge_batch(&state)?;
+            let ScalarValue::Decimal128(expected, ..) = twice.evaluate()? else {
+                return internal_err!("decimal sum result");
+            };
+            let actual = results.is_valid(group).then(|| results.value(group));
+            assert_eq!(actual, expected, "group {group}");
+        }
+        // 0: (150 + 20) * 2; 1: (-25 + 7) * 2 (5 filtered out); 2: overflowed decimal(12, 2)
+        // when merged twice; 3: only nulls.
+        assert_eq!(results.value(0), 340);
+        assert_eq!(results.value(1), -36);
+        assert!(results.is_null(2) && results.is_null(3));
+        Ok(())
     }
 }

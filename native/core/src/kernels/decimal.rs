@@ -190,11 +190,14 @@ impl DecimalKernel {
         match (self.op, exact_scale, factor(self.left), factor(self.right)) {
             (DecimalOp::Multiply, true, _, _) => {
                 for (i, ((&l, &r), out)) in left.iter().zip(right).zip(out.iter_mut()).enumerate() {
-                    let v = l.wrapping_mul(r);
-                    if fits_i64(l) && fits_i64(r) && v.unsigned_abs() < self.bound {
-                        *out = v;
-                    } else {
-                        slow(i, l, r, out);
+                    // One widening 64-bit multiplication rather than a 128-bit one.
+                    let product = match (i64::try_from(l), i64::try_from(r)) {
+                        (Ok(a), Ok(b)) => Some(i128::from(a) * i128::from(b)),
+                        _ => None,
+                    };
+                    match product {
+                        Some(v) if v.unsigned_abs() < self.bound => *out = v,
+                        _ => slow(i, l, r, out),
                     }
                 }
             }

@@ -8,6 +8,7 @@
 pub mod aggregates;
 pub mod allocator;
 pub mod boundary;
+pub mod common_subexpressions;
 pub mod context;
 pub mod execution;
 pub mod expand;

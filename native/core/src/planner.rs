@@ -21,6 +21,7 @@ use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
 
 use crate::aggregates::{Phase, create_aggregate_expr};
 use crate::boundary::{Cancellation, OperatorBoundaryExec};
+use crate::common_subexpressions::share_aggregate_arguments;
 use crate::execution::all_nullable;
 use crate::expand::ExpandExec;
 use crate::expressions::normalize::normalize_if_float;
@@ -324,10 +325,16 @@ impl PhysicalPlanner {
                 (Some(_), Phase::Final) => plan_err!("aggregate filter in a final aggregation"),
             })
             .collect::<Result<Vec<_>>>()?;
+        // Arguments computed for every row (no aggregate filter) can share their arithmetic.
+        let (functions, input) = if phase == Phase::Partial && filters.iter().all(Option::is_none) {
+            share_aggregate_arguments(functions, input)?
+        } else {
+            (functions, input)
+        };
         // DataFusion's final phase builds its functions over the first phase's input schema;
         // only the argument types matter, and each function carries its own.
         let first_phase_schema = match phase {
-            Phase::Partial => Arc::clone(&input_schema),
+            Phase::Partial => input.schema(),
             Phase::Final => Arc::new(Schema::empty()),
         };
         let exec = Arc::new(AggregateExec::try_new(

@@ -140,3 +140,27 @@ fn selected(filter: Option<&arrow::array::BooleanArray>, row: usize) -> bool {
     use arrow::array::Array;
     filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
+
+/// Calls `add(group, value)` for each row of `values` that a grouped aggregate counts
+/// (non-null, selected by the filter). Input without nulls or filter, the common case, takes
+/// a loop without per-row checks.
+fn for_each_counted<T: arrow::datatypes::ArrowPrimitiveType>(
+    values: &arrow::array::PrimitiveArray<T>,
+    group_indices: &[usize],
+    filter: Option<&arrow::array::BooleanArray>,
+    mut add: impl FnMut(usize, T::Native),
+) {
+    use arrow::array::Array;
+    let data = values.values();
+    if values.null_count() == 0 && filter.is_none() {
+        for (&group, &v) in group_indices.iter().zip(data.iter()) {
+            add(group, v);
+        }
+    } else {
+        for (row, &group) in group_indices.iter().enumerate() {
+            if values.is_valid(row) && selected(filter, row) {
+                add(group, data[row]);
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::selected;
+use super::{for_each_counted, selected};
 use crate::expressions::arithmetic::EvalMode;
 use crate::kernels::decimal::{self, DecimalOp, DecimalResult};
 
@@ -456,18 +456,9 @@ where
         };
         let values = typed::<B>(values)?;
         self.resize(total_num_groups);
-        let data = values.values();
-        if values.null_count() == 0 && opt_filter.is_none() {
-            for (&group, &v) in group_indices.iter().zip(data.iter()) {
-                self.add(group, v);
-            }
-        } else {
-            for (row, &group) in group_indices.iter().enumerate() {
-                if values.is_valid(row) && selected(opt_filter, row) {
-                    self.add(group, data[row]);
-                }
-            }
-        }
+        for_each_counted(values, group_indices, opt_filter, |group, v| {
+            self.add(group, v)
+        });
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::selected;
+use super::{for_each_counted, selected};
 use crate::expressions::arithmetic::EvalMode;
 use crate::kernels::decimal;
 
@@ -196,15 +196,27 @@ impl Accumulator for DecimalSumAccumulator {
 /// One group's running sum, kept together so that a row touches one place in memory.
 #[derive(Debug, Clone, Copy)]
 struct SumSlot {
-    sum: i128,
+    /// The sum's low and high 64 bits: an `i128` field would align the slot to 16 bytes and
+    /// pad it to 32 instead of 24.
+    sum: [u64; 2],
     /// The running sum overflowed the buffer's precision (Spark's null sum).
     overflowed: bool,
     /// No non-null input yet (Spark's `isEmpty`).
     empty: bool,
 }
 
+impl SumSlot {
+    fn sum(&self) -> i128 {
+        (i128::from(self.sum[1] as i64) << 64) | i128::from(self.sum[0])
+    }
+
+    fn set_sum(&mut self, sum: i128) {
+        self.sum = [sum as u64, (sum >> 64) as u64];
+    }
+}
+
 const EMPTY_SUM: SumSlot = SumSlot {
-    sum: 0,
+    sum: [0, 0],
     overflowed: false,
     empty: true,
 };
@@ -233,11 +245,11 @@ impl DecimalSumGroups {
             return;
         }
         match slot
-            .sum
+            .sum()
             .checked_add(value)
             .filter(|v| v.unsigned_abs() < limit)
         {
-            Some(sum) => slot.sum = sum,
+            Some(sum) => slot.set_sum(sum),
             None => slot.overflowed = true,
         }
     }
@@ -256,18 +268,9 @@ impl GroupsAccumulator for DecimalSumGroups {
         };
         let values = decimals(values)?;
         self.resize(total_num_groups);
-        let data = values.values();
-        if values.null_count() == 0 && opt_filter.is_none() {
-            for (&group, &v) in group_indices.iter().zip(data.iter()) {
-                self.add(group, v);
-            }
-        } else {
-            for (row, &group) in group_indices.iter().enumerate() {
-                if values.is_valid(row) && selected(opt_filter, row) {
-                    self.add(group, data[row]);
-                }
-            }
-        }
+        for_each_counted(values, group_indices, opt_filter, |group, v| {
+            self.add(group, v)
+        });
         Ok(())
     }
 
@@ -314,7 +317,7 @@ impl GroupsAccumulator for DecimalSumGroups {
                 }
                 None
             } else {
-                Some(slot.sum)
+                Some(slot.sum())
             });
         }
         Ok(Arc::new(
@@ -326,7 +329,7 @@ impl GroupsAccumulator for DecimalSumGroups {
         let slots = emit_to.take_needed(&mut self.slots);
         let sums: Decimal128Array = slots
             .iter()
-            .map(|slot| (!slot.overflowed).then_some(slot.sum))
+            .map(|slot| (!slot.overflowed).then(|| slot.sum()))
             .collect();
         let empty: BooleanArray = slots.iter().map(|slot| Some(slot.empty)).collect();
         Ok(vec![
@@ -402,6 +405,20 @@ mod tests {
         Ok(Arc::new(
             Decimal128Array::from(values).with_precision_and_scale(12, 2)?,
         ))
+    }
+
+    #[test]
+    fn slot_keeps_all_128_bits() {
+        let extremes = [0, 1, -1, 1 << 64, -(1 << 64), i128::MAX, i128::MIN];
+        for v in extremes
+            .into_iter()
+            .chain([10_i128.pow(38) - 1, 1 - 10_i128.pow(38)])
+        {
+            let mut slot = EMPTY_SUM;
+            slot.set_sum(v);
+            assert_eq!(slot.sum(), v);
+        }
+        assert_eq!(size_of::<SumSlot>(), 24);
     }
 
     /// Grouped sums give what one accumulator per group gives, through update (with and

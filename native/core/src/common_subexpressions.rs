@@ -9,7 +9,8 @@
 //! Only subexpressions reached through Spark arithmetic are shared. Arithmetic always
 //! evaluates both operands, so a shared subexpression is computed for exactly the rows the
 //! original arguments computed it for (no error appears that a conditional would have
-//! avoided).
+//! avoided). A volatile subexpression (a random number) is never shared: Spark evaluates
+//! each occurrence on its own.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 
@@ -125,7 +127,7 @@ fn choose_shared(
         .iter()
         .find(|(e, _)| e.as_ref() == expr.as_ref())
         .map_or(0, |(_, n)| *n);
-    if occurrences > 1 {
+    if occurrences > 1 && !is_volatile(expr) {
         if !shared.iter().any(|s| s.as_ref() == expr.as_ref()) {
             shared.push(Arc::clone(expr));
         }
@@ -222,6 +224,42 @@ mod tests {
         assert_eq!(shared.len(), 1);
         // The product, not also its operand `1 - discount` (computed once inside it).
         assert_eq!(shared[0].as_ref(), discounted()?.as_ref());
+        Ok(())
+    }
+
+    /// `rand() * 2` twice is two random numbers in Spark, so it is not computed once.
+    #[test]
+    fn never_shares_volatile_arithmetic() -> Result<()> {
+        use datafusion::common::config::ConfigOptions;
+        use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+        use datafusion::physical_expr::ScalarFunctionExpr;
+
+        let rand = create_udf(
+            "rand",
+            vec![],
+            DataType::Float64,
+            Volatility::Volatile,
+            Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Float64(Some(0.5))))),
+        );
+        let schema = schema();
+        let random: Arc<dyn PhysicalExpr> = Arc::new(ScalarFunctionExpr::try_new(
+            Arc::new(rand),
+            vec![],
+            &schema,
+            Arc::new(ConfigOptions::default()),
+        )?);
+        let two: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(ScalarValue::Float64(Some(2.0))));
+        let doubled = || -> Result<Arc<dyn PhysicalExpr>> {
+            Ok(Arc::new(SparkArithmetic::try_new(
+                DecimalOp::Multiply,
+                Arc::clone(&random),
+                Arc::clone(&two),
+                DataType::Float64,
+                EvalMode::Legacy,
+                &schema,
+            )?))
+        };
+        assert!(shared_subexpressions(&[doubled()?, doubled()?]).is_empty());
         Ok(())
     }
 

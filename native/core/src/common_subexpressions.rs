@@ -49,13 +49,11 @@ pub fn share_aggregate_arguments(
         .enumerate()
         .map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as _, f.name().clone()))
         .collect();
-    let columns: Vec<Arc<dyn PhysicalExpr>> = shared
-        .iter()
-        .enumerate()
-        .map(|(i, _)| Arc::new(Column::new(&format!("__shared_{i}"), width + i)) as _)
-        .collect();
+    let mut columns: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(shared.len());
     for (i, expr) in shared.iter().enumerate() {
-        exprs.push((Arc::clone(expr), format!("__shared_{i}")));
+        let name = format!("__shared_{i}");
+        columns.push(Arc::new(Column::new(&name, width + i)));
+        exprs.push((Arc::clone(expr), name));
     }
     let projection: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, input)?);
     let functions = functions

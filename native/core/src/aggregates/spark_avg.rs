@@ -7,14 +7,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
-    PrimitiveArray,
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, PrimitiveArray,
 };
 use arrow::datatypes::{
     ArrowNativeType, ArrowPrimitiveType, DataType, Decimal128Type, Field, FieldRef, Float64Type,
-    Int64Type,
 };
-use datafusion::common::{Result, ScalarValue, exec_err, internal_datafusion_err, internal_err};
+use datafusion::common::cast::{as_int64_array, as_primitive_array};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
@@ -234,19 +233,6 @@ trait AvgBuffer {
     fn results(ty: &Self::Type, sums: Vec<Option<Self::Sum>>, counts: &[i64]) -> Result<ArrayRef>;
 }
 
-/// `array` as the buffer's primitive array: checked once per batch rather than per row.
-fn typed<B: AvgBuffer>(array: &ArrayRef) -> Result<&PrimitiveArray<B::Arrow>> {
-    array
-        .as_primitive_opt::<B::Arrow>()
-        .ok_or_else(|| internal_datafusion_err!("avg over {}", array.data_type()))
-}
-
-fn counts_of(array: &ArrayRef) -> Result<&Int64Array> {
-    array
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| internal_datafusion_err!("avg count of type {}", array.data_type()))
-}
-
 fn value<T: ArrowPrimitiveType>(array: &PrimitiveArray<T>, row: usize) -> Option<T::Native> {
     array.is_valid(row).then(|| array.value(row))
 }
@@ -341,7 +327,7 @@ where
         let [values] = values else {
             return internal_err!("avg takes one argument");
         };
-        for v in typed::<B>(values)?.iter().flatten() {
+        for v in as_primitive_array::<B::Arrow>(values)?.iter().flatten() {
             self.sum = B::add(&self.ty, self.sum, v);
             self.count += 1;
         }
@@ -352,7 +338,10 @@ where
         let [sums, counts] = states else {
             return internal_err!("avg state has two columns");
         };
-        let (sums, counts) = (typed::<B>(sums)?, counts_of(counts)?);
+        let (sums, counts) = (
+            as_primitive_array::<B::Arrow>(sums)?,
+            as_int64_array(counts)?,
+        );
         for row in 0..sums.len() {
             self.sum = B::merge(&self.ty, self.sum, value(sums, row));
             self.count = self.count.wrapping_add(counts.value(row));
@@ -400,10 +389,8 @@ impl<S: Copy + Default> AvgSlot<S> {
     }
 
     fn set_sum(&mut self, sum: Option<S>) {
-        *self = Self {
-            count: self.count,
-            ..Self::new(sum)
-        };
+        self.sum = sum.unwrap_or_default();
+        self.sum_null = sum.is_none();
     }
 }
 
@@ -454,7 +441,7 @@ where
         let [values] = values else {
             return internal_err!("avg takes one argument");
         };
-        let values = typed::<B>(values)?;
+        let values = as_primitive_array::<B::Arrow>(values)?;
         self.resize(total_num_groups);
         for_each_counted(values, group_indices, opt_filter, |group, v| {
             self.add(group, v)
@@ -471,7 +458,10 @@ where
         let [sums, counts] = values else {
             return internal_err!("avg state has two columns");
         };
-        let (sums, counts) = (typed::<B>(sums)?, counts_of(counts)?);
+        let (sums, counts) = (
+            as_primitive_array::<B::Arrow>(sums)?,
+            as_int64_array(counts)?,
+        );
         self.resize(total_num_groups);
         for (row, &group) in group_indices.iter().enumerate() {
             let slot = &mut self.slots[group];
@@ -503,7 +493,7 @@ where
         let [values] = values else {
             return internal_err!("avg takes one argument");
         };
-        let values = typed::<B>(values)?;
+        let values = as_primitive_array::<B::Arrow>(values)?;
         let counted = |row: usize| value(values, row).filter(|_| selected(opt_filter, row));
         let sums = (0..values.len())
             .map(|row| counted(row).or(B::START))
@@ -522,6 +512,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
 
     fn decimal_type() -> DecimalAvgType {
         DecimalAvgType {

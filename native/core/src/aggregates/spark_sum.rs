@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array};
-use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, exec_err, internal_datafusion_err, internal_err};
+use arrow::array::{Array, ArrayRef, BooleanArray, Decimal128Array};
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::cast::{as_boolean_array, as_decimal128_array};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
@@ -136,7 +137,7 @@ impl Accumulator for DecimalSumAccumulator {
             return internal_err!("sum takes one argument");
         };
         // The input's scale equals the buffer's: Spark only widens the precision.
-        for v in decimals(values)?.iter().flatten() {
+        for v in as_decimal128_array(values)?.iter().flatten() {
             self.is_empty = false;
             self.sum = self.sum.and_then(|s| self.add(s, v));
         }
@@ -147,7 +148,7 @@ impl Accumulator for DecimalSumAccumulator {
         let [sums, empties] = states else {
             return internal_err!("sum state has two columns");
         };
-        let (sums, empties) = (decimals(sums)?, booleans(empties)?);
+        let (sums, empties) = (as_decimal128_array(sums)?, as_boolean_array(empties)?);
         for i in 0..sums.len() {
             let other_empty = empties.is_valid(i) && empties.value(i);
             let other_overflowed = !other_empty && sums.is_null(i);
@@ -266,7 +267,7 @@ impl GroupsAccumulator for DecimalSumGroups {
         let [values] = values else {
             return internal_err!("sum takes one argument");
         };
-        let values = decimals(values)?;
+        let values = as_decimal128_array(values)?;
         self.resize(total_num_groups);
         for_each_counted(values, group_indices, opt_filter, |group, v| {
             self.add(group, v)
@@ -283,7 +284,7 @@ impl GroupsAccumulator for DecimalSumGroups {
         let [sums, empties] = values else {
             return internal_err!("sum state has two columns");
         };
-        let (sums, empties) = (decimals(sums)?, booleans(empties)?);
+        let (sums, empties) = (as_decimal128_array(sums)?, as_boolean_array(empties)?);
         self.resize(total_num_groups);
         for (row, &group) in group_indices.iter().enumerate() {
             // Spark's merge: overflow on either side makes the sum null.
@@ -347,7 +348,7 @@ impl GroupsAccumulator for DecimalSumGroups {
         let [values] = values else {
             return internal_err!("sum takes one argument");
         };
-        let values = decimals(values)?;
+        let values = as_decimal128_array(values)?;
         let counted = |row: usize| values.is_valid(row) && selected(opt_filter, row);
         let sums: Decimal128Array = (0..values.len())
             .map(|row| Some(if counted(row) { values.value(row) } else { 0 }))
@@ -364,21 +365,11 @@ impl GroupsAccumulator for DecimalSumGroups {
     }
 }
 
-fn decimals(array: &ArrayRef) -> Result<&Decimal128Array> {
-    array
-        .as_primitive_opt::<Decimal128Type>()
-        .ok_or_else(|| internal_datafusion_err!("decimal sum over {}", array.data_type()))
-}
-
-fn booleans(array: &ArrayRef) -> Result<&BooleanArray> {
-    array
-        .as_boolean_opt()
-        .ok_or_else(|| internal_datafusion_err!("sum's isEmpty of type {}", array.data_type()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Decimal128Type;
 
     fn groups(precision: u8) -> DecimalSumGroups {
         DecimalSumGroups {

@@ -12,6 +12,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use ballista_spark_proto as pb;
 use datafusion::common::{DataFusionError, Result, exec_err, plan_datafusion_err};
 use datafusion::execution::TaskContext;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::disk_manager::{DiskManager, DiskManagerMode};
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -52,6 +53,14 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 fn runtime_env() -> Arc<RuntimeEnv> {
     static ENV: OnceLock<Arc<RuntimeEnv>> = OnceLock::new();
     Arc::clone(ENV.get_or_init(|| Arc::new(RuntimeEnv::default())))
+}
+
+/// The Parquet footers and page indexes this process has read, shared by every task's scans
+/// (DataFusion's cache: bounded in size, an entry used only for a file of the same size and
+/// modification time). Spark splits a large file into many tasks, each of which would
+/// otherwise decode the whole file's footer and page index again.
+pub fn file_metadata_cache() -> Arc<FileMetadataCache> {
+    runtime_env().cache_manager.get_file_metadata_cache()
 }
 
 /// Where operators spill, once set (Spark's local directories on an executor).

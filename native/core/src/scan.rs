@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use ballista_spark_proto as pb;
+use chrono::{TimeZone, Utc};
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{Result, plan_datafusion_err, plan_err};
 use datafusion::datasource::listing::PartitionedFile;
@@ -16,6 +17,7 @@ use datafusion::physical_expr::conjunction;
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::local::LocalFileSystem;
 
+use crate::execution::file_metadata_cache;
 use crate::expressions::create_physical_expr;
 use crate::types::{arrow_schema, literal_value};
 
@@ -55,11 +57,21 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
     // TIMESTAMP_MICROS/MILLIS columns are cast to the table's microsecond type as usual.
     options.global.coerce_int96 = Some("us".into());
     options.global.coerce_int96_tz = Some("UTC".into());
+    let files = scan
+        .files
+        .iter()
+        .map(|f| partitioned_file(f, partition_schema.fields().len()))
+        .collect::<Result<Vec<_>>>()?;
+    let store = Arc::new(LocalFileSystem::new());
+    let readers = if scan.files.iter().all(|f| f.modification_time != 0) {
+        let prunes_pages = !scan.pruning_predicates.is_empty();
+        reader::SparkParquetReaderFactory::cached(store, file_metadata_cache(), prunes_pages)
+    } else {
+        reader::SparkParquetReaderFactory::new(store)
+    };
     let mut source = ParquetSource::new(table_schema)
         .with_table_parquet_options(options)
-        .with_parquet_file_reader_factory(Arc::new(reader::SparkParquetReaderFactory::new(
-            Arc::new(LocalFileSystem::new()),
-        )));
+        .with_parquet_file_reader_factory(Arc::new(readers));
     if !scan.pruning_predicates.is_empty() {
         let predicates = scan
             .pruning_predicates
@@ -69,11 +81,6 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
         source = source.with_predicate(conjunction(predicates));
     }
 
-    let files = scan
-        .files
-        .iter()
-        .map(|f| partitioned_file(f, partition_schema.fields().len()))
-        .collect::<Result<Vec<_>>>()?;
     let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
         .with_file_group(FileGroup::new(files))
         .with_batch_size(Some(batch_size))
@@ -107,7 +114,20 @@ fn partitioned_file(file: &pb::ScanFile, partition_columns: usize) -> Result<Par
         .collect::<Result<Vec<_>>>()?;
     let size = u64::try_from(file.file_size)
         .map_err(|_| plan_datafusion_err!("negative size of {}", file.path))?;
-    Ok(PartitionedFile::new(path, size)
+    let mut partitioned = PartitionedFile::new(path, size)
         .with_range(file.start, file.start + file.length)
-        .with_partition_values(values))
+        .with_partition_values(values);
+    if file.modification_time != 0 {
+        partitioned.object_meta.last_modified = Utc
+            .timestamp_millis_opt(file.modification_time)
+            .single()
+            .ok_or_else(|| {
+                plan_datafusion_err!(
+                    "invalid modification time {} of {}",
+                    file.modification_time,
+                    file.path
+                )
+            })?;
+    }
+    Ok(partitioned)
 }

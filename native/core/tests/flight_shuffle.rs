@@ -569,6 +569,49 @@ fn corrupt_map_outputs_fail_the_fetch() {
     }
 }
 
+/// Blocks are decoded only as their batches are returned: a block whose messages are framed
+/// correctly but whose body is not valid Arrow data still fails as a fetch failure of that
+/// block, read locally or over Flight.
+#[test]
+fn undecodable_blocks_fail_the_fetch() {
+    let dir = TempDir::new().unwrap();
+    let batches = vec![batch(1, 20)];
+    let mut stream = ipc_stream(&batches, None);
+    // The batch message follows the schema message: continuation marker, metadata length,
+    // metadata, then the body up to the end-of-stream marker.
+    let mut schema_only = StreamWriter::try_new(Vec::new(), &schema()).unwrap();
+    schema_only.finish().unwrap();
+    let start = schema_only.into_inner().unwrap().len() - 8;
+    let metadata_len = i32::from_le_bytes(stream[start + 4..start + 8].try_into().unwrap());
+    let body = start + 8 + metadata_len as usize..stream.len() - 8;
+    assert!(body.len() > 200, "{body:?}");
+    // Validity all set and string offsets of -1.
+    stream[body].fill(0xff);
+    let len = stream.len() as u64;
+    let files = write_files(dir.path(), "undecodable", &[stream], vec![len]);
+    register(14, 0, &files);
+
+    for local in [true, false] {
+        let read = pb::ShuffleReadBlocks {
+            read_local_blocks: local,
+            ..read_of(vec![
+                block("shuffle_14_0_0", 0),
+                block("shuffle_14_0_0", len),
+            ])
+        };
+        let (plan, result) = run_read(&read);
+        let failed = fetch_failure(result);
+        assert_eq!(failed.block_index, 1, "local: {local}");
+        let name = if local {
+            "cannot read local shuffle block shuffle_14_0_0"
+        } else {
+            "cannot read shuffle block shuffle_14_0_0 from"
+        };
+        assert!(failed.message.contains(name), "{}", failed.message);
+        assert_eq!(metric(&plan, "fetch_retries"), 0);
+    }
+}
+
 #[test]
 fn missing_map_outputs_fail_the_fetch() {
     let dir = TempDir::new().unwrap();

@@ -5,11 +5,14 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{
     Array, AsArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema};
-use ballista_spark_core::execution::TaskExecution;
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Field, Int64Type, Schema};
+use ballista_spark_core::execution::{TaskExecution, file_metadata_cache};
 use ballista_spark_core::input::BatchSource;
 use ballista_spark_proto as pb;
 use datafusion::common::Result;
+use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+use datafusion::execution::cache::CacheEntryInfo;
+use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use parquet::arrow::ArrowWriter;
 
 fn ty(id: pb::TypeId) -> pb::DataType {
@@ -148,7 +151,14 @@ fn write_parquet(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn scan_node(path: &std::path::Path, columns: Vec<pb::Field>) -> pb::PlanNode {
-    let size = std::fs::metadata(path).unwrap().len() as i64;
+    let metadata = std::fs::metadata(path).unwrap();
+    let size = metadata.len() as i64;
+    let modified = metadata
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     node(pb::plan_node::Kind::ParquetScan(pb::ParquetScan {
         data_schema: Some(pb::Schema { fields: columns }),
         partition_schema: Some(pb::Schema {
@@ -159,6 +169,7 @@ fn scan_node(path: &std::path::Path, columns: Vec<pb::Field>) -> pb::PlanNode {
             start: 0,
             length: size,
             file_size: size,
+            modification_time: modified,
             partition_values: vec![pb::Literal {
                 data_type: Some(ty(pb::TypeId::Int32)),
                 value: Some(pb::literal::Value::LongValue(7)),
@@ -240,6 +251,116 @@ fn scan_filter_project_with_partition_column() -> Result<()> {
         .column(1)
         .as_primitive::<arrow::datatypes::Int32Type>();
     assert_eq!(part.values().to_vec(), vec![7, 7, 7]);
+    Ok(())
+}
+
+/// Writes `dates` as the only column of `path`.
+fn write_dates(path: &std::path::Path, dates: Vec<i32>) {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "l_shipdate",
+        DataType::Date32,
+        true,
+    )]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(Date32Array::from(dates))],
+    )
+    .unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn scanned_dates(path: &std::path::Path) -> Result<Vec<i32>> {
+    let columns = vec![field("l_shipdate", ty(pb::TypeId::Date))];
+    let output = vec![columns[0].clone(), field("part", ty(pb::TypeId::Int32))];
+    let plan = plan(scan_node(path, columns), output);
+    Ok(run(&plan, vec![])?
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Date32Type>().values().to_vec())
+        .collect())
+}
+
+fn cached_footer(path: &std::path::Path) -> CacheEntryInfo<CachedFileMetadataEntry> {
+    let name = path.to_str().unwrap().trim_start_matches('/');
+    file_metadata_cache()
+        .list_entries()
+        .into_iter()
+        .find(|(key, _)| key.as_ref() == name)
+        .map(|(_, entry)| entry)
+        .expect("the footer is cached")
+}
+
+/// Footers are cached per process: the scan keeps each file's footer with its size and
+/// modification time, and reads a file written again at the same path afresh.
+#[test]
+fn rewritten_files_are_not_read_from_cached_footers() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dates.parquet");
+    write_dates(&path, vec![1, 2, 3]);
+    assert_eq!(scanned_dates(&path)?, vec![1, 2, 3]);
+    assert_eq!(scanned_dates(&path)?, vec![1, 2, 3]);
+    assert_eq!(
+        cached_footer(&path).hits,
+        1,
+        "the second scan used the cached footer"
+    );
+
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+    write_dates(&path, vec![4, 5, 6, 7, 8, 9, 10]);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_eq!(scanned_dates(&path)?, vec![4, 5, 6, 7, 8, 9, 10]);
+
+    let entry = cached_footer(&path);
+    let millis = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    };
+    assert_eq!(
+        entry.value.meta.last_modified.timestamp_millis(),
+        millis(later)
+    );
+    assert_eq!(
+        entry.value.meta.size,
+        std::fs::metadata(&path).unwrap().len()
+    );
+    Ok(())
+}
+
+/// A scan that prunes pages caches the file's page index with its footer, so that later tasks
+/// neither read nor decode it again.
+#[test]
+fn scans_that_prune_pages_cache_the_page_index() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("indexed.parquet");
+    write_dates(&path, vec![1, 2, 3, 4]);
+    let columns = vec![field("l_shipdate", ty(pb::TypeId::Date))];
+    let output = vec![columns[0].clone(), field("part", ty(pb::TypeId::Int32))];
+    let mut scan = scan_node(&path, columns);
+    if let Some(pb::plan_node::Kind::ParquetScan(s)) = &mut scan.kind {
+        s.pruning_predicates.push(binary(
+            pb::BinaryOp::GtEq,
+            col(0, ty(pb::TypeId::Date)),
+            lit(ty(pb::TypeId::Date), pb::literal::Value::LongValue(3)),
+            ty(pb::TypeId::Boolean),
+        ));
+    }
+    // Pruning only skips row groups and pages: all four rows are in the one page.
+    assert_eq!(run(&plan(scan, output), vec![])?[0].num_rows(), 4);
+    let entry = cached_footer(&path);
+    let cached = entry
+        .value
+        .file_metadata
+        .as_any()
+        .downcast_ref::<CachedParquetMetaData>()
+        .expect("Parquet metadata");
+    assert!(cached.parquet_metadata().column_index().is_some());
+    assert!(cached.parquet_metadata().offset_index().is_some());
     Ok(())
 }
 

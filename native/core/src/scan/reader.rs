@@ -12,7 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, DefaultParquetFileReaderFactory,
+};
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -20,15 +23,41 @@ use object_store::ObjectStore;
 use parquet::arrow::ARROW_SCHEMA_META_KEY;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataBuilder};
+use parquet::file::metadata::{
+    FileMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataBuilder,
+};
 
 /// Creates DataFusion's readers, with the embedded Arrow schema removed from the metadata.
 #[derive(Debug)]
-pub struct SparkParquetReaderFactory(DefaultParquetFileReaderFactory);
+pub struct SparkParquetReaderFactory {
+    inner: Arc<dyn ParquetFileReaderFactory>,
+    /// Whether the page index is read with the footer (see [`Self::cached`]).
+    page_index: bool,
+}
 
 impl SparkParquetReaderFactory {
+    /// Readers that decode each file's footer themselves.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self(DefaultParquetFileReaderFactory::new(store))
+        Self {
+            inner: Arc::new(DefaultParquetFileReaderFactory::new(store)),
+            page_index: false,
+        }
+    }
+
+    /// Readers that take footers from `cache` (and put the ones they read there): only for
+    /// files whose modification time is known, which with the size tells a changed file.
+    /// With `page_index` (a scan that prunes pages), the page index is read with the footer
+    /// so that it is cached too; DataFusion would otherwise read and decode it again in
+    /// every task, after copying the cached footer.
+    pub fn cached(
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<FileMetadataCache>,
+        page_index: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(CachedParquetFileReaderFactory::new(store, cache)),
+            page_index,
+        }
     }
 }
 
@@ -41,31 +70,50 @@ impl ParquetFileReaderFactory for SparkParquetReaderFactory {
         metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::common::Result<Box<dyn AsyncFileReader + Send>> {
         let inner = self
-            .0
+            .inner
             .create_reader(partition_index, file, metadata_size_hint, metrics)?;
-        Ok(Box::new(WithoutArrowSchema(inner)))
+        Ok(Box::new(WithoutArrowSchema {
+            inner,
+            page_index: self.page_index,
+        }))
     }
 }
 
-struct WithoutArrowSchema(Box<dyn AsyncFileReader + Send>);
+struct WithoutArrowSchema {
+    inner: Box<dyn AsyncFileReader + Send>,
+    /// Asks for the page index with the footer.
+    page_index: bool,
+}
 
 impl AsyncFileReader for WithoutArrowSchema {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.0.get_bytes(range)
+        self.inner.get_bytes(range)
     }
 
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        self.0.get_byte_ranges(ranges)
+        self.inner.get_byte_ranges(ranges)
     }
 
     fn get_metadata<'a>(
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move { Ok(without_arrow_schema(self.0.get_metadata(options).await?)) }.boxed()
+        async move {
+            let with_page_index = self.page_index.then(|| {
+                options
+                    .cloned()
+                    .unwrap_or_default()
+                    .with_page_index_policy(PageIndexPolicy::Optional)
+            });
+            let options = with_page_index.as_ref().or(options);
+            Ok(without_arrow_schema(
+                self.inner.get_metadata(options).await?,
+            ))
+        }
+        .boxed()
     }
 }
 

@@ -4,7 +4,9 @@
 //! Blocks are fetched concurrently, within a limit on fetches and one on the (compressed)
 //! bytes of blocks fetched but not yet read; output order does not matter to a shuffle read.
 //! A block is fetched whole before any of it is returned, so a failed attempt can be retried
-//! from scratch without having returned part of it. A block that still fails ends the read
+//! from scratch without having returned part of it. Fetched blocks stay encoded until their
+//! batches are returned, one at a time: decoded, a block takes several times its compressed
+//! size, and the limit on bytes in flight is one on encoded bytes, as Spark's. A block that still fails ends the read
 //! with a [`FetchFailed`] error naming it, which Spark turns into a fetch failure of that block
 //! (re-running the map stage that produced it). Blocks of map outputs this process wrote are
 //! read straight from their files when the read allows it, as Spark reads its local blocks.
@@ -12,16 +14,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
 use std::fmt::{self, Debug, Display, Formatter};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow_flight::Ticket;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{FlightData, Ticket};
 use ballista_spark_proto as pb;
 use bytes::Bytes;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -37,13 +38,14 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
-use crate::shuffle::flight::block::{BlockError, BlockId, BlockReader, MapOutput, map_output};
+use crate::shuffle::flight::block::{BlockId, BlockReader, MapOutput, map_output};
 use crate::shuffle::reader::conform;
 
 /// Names of the exec's metrics beyond the baseline ones (read by [`crate::metrics`]).
@@ -278,8 +280,7 @@ impl ExecutionPlan for ShuffleReadExec {
             pending: self.blocks.iter().cloned().collect(),
             running: JoinSet::new(),
             in_flight_bytes: 0,
-            current: VecDeque::new(),
-            current_size: 0,
+            current: None,
             clients: Arc::new(Clients::default()),
             counters,
             fetch_wait: MetricBuilder::new(&self.metrics).subset_time(FETCH_WAIT, partition),
@@ -330,10 +331,21 @@ impl Clients {
     }
 }
 
-/// A fetched block's batches, as decoded (not yet in the plan's schema).
+/// A fetched block: its messages, still encoded.
 struct FetchedBlock {
-    batches: Vec<RecordBatch>,
+    index: u32,
     size: u64,
+    /// Names the block in a decoding error.
+    name: String,
+    messages: BoxStream<'static, std::result::Result<FlightData, FlightError>>,
+}
+
+/// The block whose batches are being returned, decoded one at a time.
+struct CurrentBlock {
+    index: u32,
+    size: u64,
+    name: String,
+    batches: FlightRecordBatchStream,
 }
 
 /// The state of one read: blocks not started, fetches running, and the batches of the block
@@ -345,9 +357,8 @@ struct Fetcher {
     running: JoinSet<Result<FetchedBlock>>,
     /// Sizes of the blocks being fetched, fetched, or being returned.
     in_flight_bytes: u64,
-    current: VecDeque<RecordBatch>,
-    /// The size of the block `current` comes from, released when it has been returned.
-    current_size: u64,
+    /// Its size stays in `in_flight_bytes` until all its batches have been returned.
+    current: Option<CurrentBlock>,
     clients: Arc<Clients>,
     counters: Counters,
     fetch_wait: Time,
@@ -379,13 +390,24 @@ impl Fetcher {
     async fn next_inner(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             self.start_fetches();
-            if let Some(batch) = self.current.pop_front() {
-                return Some(conform(batch, &self.schema));
+            if let Some(block) = &mut self.current {
+                match block.batches.next().await {
+                    Some(Ok(batch)) if batch.num_rows() == 0 => continue,
+                    Some(Ok(batch)) => return Some(conform(batch, &self.schema)),
+                    Some(Err(e)) => {
+                        return Some(Err(DataFusionError::External(Box::new(FetchFailed {
+                            reads_index: self.options.reads_index,
+                            block_index: block.index,
+                            message: format!("cannot read {}: {e}", block.name),
+                        }))));
+                    }
+                    None => {
+                        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(block.size);
+                        self.current = None;
+                        continue;
+                    }
+                }
             }
-            self.in_flight_bytes = self
-                .in_flight_bytes
-                .saturating_sub(std::mem::take(&mut self.current_size));
-            self.start_fetches();
             let joined = {
                 let _timer = self.fetch_wait.timer();
                 self.running.join_next().await
@@ -395,12 +417,12 @@ impl Fetcher {
                 Ok(Err(e)) => return Some(Err(e)),
                 Err(e) => return Some(internal_err!("shuffle fetch task failed: {e}")),
             };
-            self.current_size = fetched.size;
-            self.current = fetched
-                .batches
-                .into_iter()
-                .filter(|b| b.num_rows() > 0)
-                .collect();
+            self.current = Some(CurrentBlock {
+                index: fetched.index,
+                size: fetched.size,
+                name: fetched.name,
+                batches: FlightRecordBatchStream::new_from_flight_data(fetched.messages),
+            });
         }
     }
 
@@ -482,12 +504,18 @@ async fn fetch(
     let mut attempt = 0u32;
     let error = loop {
         let error = match attempt_fetch(&block, &options, &clients).await {
-            Ok((batches, bytes)) => {
+            Ok((messages, bytes)) => {
                 counters.fetched_bytes.add(bytes as usize);
                 counters.fetched_blocks.add(1);
                 return Ok(FetchedBlock {
-                    batches,
+                    index: block.index,
                     size: block.size,
+                    name: format!(
+                        "shuffle block {} from {}",
+                        String::from_utf8_lossy(&block.ticket),
+                        block.endpoint
+                    ),
+                    messages: futures::stream::iter(messages.into_iter().map(Ok)).boxed(),
                 });
             }
             Err(e) => e,
@@ -526,46 +554,39 @@ fn local_map_output(block: &Block) -> Option<(BlockId, Arc<MapOutput>)> {
     Some((id, map_output(id.shuffle_id, id.map_id)?))
 }
 
-/// Reads a block of this process's map output from its file: the messages the Flight server
-/// would send, decoded the same way. Whatever fails here would fail in the server too, so it
-/// is a fetch failure at once (re-running the map task), without retries.
+/// Opens a block of this process's map output: its messages are read from the file as its
+/// batches are returned (small reads, from the page cache when recently written), the same
+/// messages the Flight server would send. Whatever fails here would fail in the server too,
+/// so it is a fetch failure at once (re-running the map task), without retries.
 async fn read_local(
     block: Block,
     id: BlockId,
     output: Arc<MapOutput>,
     options: &FetchOptions,
 ) -> Result<FetchedBlock> {
-    let failed = |message: String| {
+    let name = format!("local shuffle block {id}");
+    let reader = BlockReader::open(id, &output).map_err(|e| {
         DataFusionError::External(Box::new(FetchFailed {
             reads_index: options.reads_index,
             block_index: block.index,
-            message: format!("cannot read local shuffle block {id}: {message}"),
+            message: format!("cannot read {name}: {e}"),
         }))
-    };
-    let messages = tokio::task::spawn_blocking(move || {
-        BlockReader::open(id, &output)?.collect::<std::result::Result<Vec<_>, BlockError>>()
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))?
-    .map_err(|e| failed(e.to_string()))?;
-    let batches = FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(
-        messages.into_iter().map(Ok),
-    ))
-    .try_collect::<Vec<_>>()
-    .await
-    .map_err(|e| failed(e.to_string()))?;
+    })?;
+    let messages = reader.map(|m| m.map_err(|e| FlightError::ExternalError(Box::new(e))));
     Ok(FetchedBlock {
-        batches,
+        index: block.index,
         size: block.size,
+        name,
+        messages: futures::stream::iter(messages).boxed(),
     })
 }
 
-/// One attempt: the block's batches and the bytes received.
+/// One attempt: the block's messages and the bytes received.
 async fn attempt_fetch(
     block: &Block,
     options: &FetchOptions,
     clients: &Clients,
-) -> std::result::Result<(Vec<RecordBatch>, u64), AttemptError> {
+) -> std::result::Result<(Vec<FlightData>, u64), AttemptError> {
     let mut client = clients
         .get(&block.endpoint)
         .map_err(|message| AttemptError {
@@ -582,16 +603,14 @@ async fn attempt_fetch(
         .do_get(request)
         .await
         .map_err(|status| FlightError::Tonic(Box::new(status)))?;
-    let received = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&received);
-    let data = response.into_inner().map(move |message| {
-        let data = message.map_err(|status| FlightError::Tonic(Box::new(status)))?;
-        let bytes = data.data_header.len() + data.data_body.len();
-        counted.fetch_add(bytes as u64, Ordering::Relaxed);
-        Ok(data)
-    });
-    let batches = FlightRecordBatchStream::new_from_flight_data(data)
+    let messages = response
+        .into_inner()
+        .map_err(|status| FlightError::Tonic(Box::new(status)))
         .try_collect::<Vec<_>>()
         .await?;
-    Ok((batches, received.load(Ordering::Relaxed)))
+    let received = messages
+        .iter()
+        .map(|m| (m.data_header.len() + m.data_body.len()) as u64)
+        .sum();
+    Ok((messages, received))
 }

@@ -93,6 +93,7 @@ case class BallistaParquetScanExec(
         .setStart(file.start)
         .setLength(file.length)
         .setFileSize(file.fileSize)
+        .setModificationTime(file.modificationTime)
       partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
         f.addPartitionValues(
           ExprSerde.literal(file.partitionValues.get(i, field.dataType), field.dataType)

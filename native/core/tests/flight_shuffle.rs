@@ -25,6 +25,8 @@ use ballista_spark_core::shuffle::flight::server::{served, start_server};
 use ballista_spark_proto as pb;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use futures::{StreamExt, TryStreamExt};
 use tempfile::TempDir;
@@ -609,6 +611,53 @@ fn undecodable_blocks_fail_the_fetch() {
         };
         assert!(failed.message.contains(name), "{}", failed.message);
         assert_eq!(metric(&plan, "fetch_retries"), 0);
+    }
+}
+
+/// A read reserves the blocks it holds in the task's memory pool and releases them as they
+/// are returned; with the pool refusing, it still reads everything, one block at a time.
+#[test]
+fn fetched_blocks_are_reserved_in_the_memory_pool() {
+    let dir = TempDir::new().unwrap();
+    let (batches, files) = two_map_outputs(dir.path(), 15);
+    let sizes = [
+        files[0].sizes[0],
+        files[0].sizes[2],
+        files[1].sizes.iter().sum(),
+    ];
+    let read = read_of(vec![
+        block("shuffle_15_0_0", sizes[0]),
+        block("shuffle_15_0_2", sizes[1]),
+        block("shuffle_15_1_0_4", sizes[2]),
+    ]);
+    let expected = sorted_rows(&partitions_0_and_2_of_map_0_and_all_of_map_1(&batches));
+    let largest = sizes.into_iter().max().unwrap() as usize;
+    for limit in [1, 1 << 30] {
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(limit));
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::clone(&pool))
+            .build_arc()
+            .unwrap();
+        let context = Arc::new(TaskContext::default().with_runtime(env));
+        let plan = shuffle_read(0, &read, schema()).unwrap();
+        let (output, most) = runtime()
+            .unwrap()
+            .block_on(async {
+                let mut stream = plan.execute(0, context)?;
+                let (mut output, mut most) = (vec![], 0);
+                while let Some(batch) = stream.next().await {
+                    most = most.max(pool.reserved());
+                    output.push(batch?);
+                }
+                Ok::<_, DataFusionError>((output, most))
+            })
+            .unwrap();
+        assert_eq!(sorted_rows(&output), expected, "limit {limit}");
+        assert!(most > 0, "limit {limit}: nothing reserved");
+        if limit == 1 {
+            assert!(most <= largest, "{most} reserved of at most {largest}");
+        }
+        assert_eq!(pool.reserved(), 0, "limit {limit}: not released");
     }
 }
 

@@ -6,10 +6,11 @@
 //! A block is fetched whole before any of it is returned, so a failed attempt can be retried
 //! from scratch without having returned part of it. Fetched blocks stay encoded until their
 //! batches are returned, one at a time: decoded, a block takes several times its compressed
-//! size, and the limit on bytes in flight is one on encoded bytes, as Spark's. A block that still fails ends the read
-//! with a [`FetchFailed`] error naming it, which Spark turns into a fetch failure of that block
-//! (re-running the map stage that produced it). Blocks of map outputs this process wrote are
-//! read straight from their files when the read allows it, as Spark reads its local blocks.
+//! size, and the limit on bytes in flight is one on encoded bytes, as Spark's. A block that
+//! still fails ends the read with a [`FetchFailed`] error naming it, which Spark turns into a
+//! fetch failure of that block (re-running the map stage that produced it). Blocks of map
+//! outputs this process wrote are read straight from their files when the read allows it, as
+//! Spark reads its local blocks.
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
@@ -28,6 +29,7 @@ use bytes::Bytes;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, internal_err, plan_err};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
@@ -120,7 +122,7 @@ struct FetchOptions {
     read_local_blocks: bool,
     authorization: AsciiMetadataValue,
     max_concurrent_fetches: usize,
-    max_bytes_in_flight: u64,
+    max_bytes_in_flight: usize,
     max_retries: u32,
     retry_wait: Duration,
 }
@@ -132,7 +134,7 @@ struct Block {
     /// `http://host:port`.
     endpoint: String,
     ticket: Bytes,
-    size: u64,
+    size: usize,
 }
 
 /// Fetches shuffle blocks over Arrow Flight; one partition, output of the plan's schema.
@@ -174,7 +176,8 @@ impl ShuffleReadExec {
                     index: u32::try_from(index).or_else(|_| plan_err!("too many blocks"))?,
                     endpoint: format!("http://{host}:{port}"),
                     ticket: Bytes::from(b.ticket.clone()),
-                    size: b.size,
+                    size: usize::try_from(b.size)
+                        .or_else(|_| plan_err!("shuffle block {} too large", b.ticket))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -187,7 +190,11 @@ impl ShuffleReadExec {
                 0 => DEFAULT_MAX_CONCURRENT_FETCHES,
                 n => n as usize,
             },
-            max_bytes_in_flight: or(read.max_bytes_in_flight, DEFAULT_MAX_BYTES_IN_FLIGHT),
+            max_bytes_in_flight: usize::try_from(or(
+                read.max_bytes_in_flight,
+                DEFAULT_MAX_BYTES_IN_FLIGHT,
+            ))
+            .unwrap_or(usize::MAX),
             max_retries: match read.max_retries {
                 0 => DEFAULT_MAX_RETRIES,
                 n => n,
@@ -222,7 +229,7 @@ impl DisplayAs for ShuffleReadExec {
             "ShuffleReadExec: reads_index={}, blocks={}, bytes={}",
             self.options.reads_index,
             self.blocks.len(),
-            self.blocks.iter().map(|b| b.size).sum::<u64>()
+            self.blocks.iter().map(|b| b.size).sum::<usize>()
         )
     }
 }
@@ -264,7 +271,7 @@ impl ExecutionPlan for ShuffleReadExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("ShuffleReadExec has one partition, not {partition}");
@@ -279,7 +286,10 @@ impl ExecutionPlan for ShuffleReadExec {
             schema: self.schema(),
             pending: self.blocks.iter().cloned().collect(),
             running: JoinSet::new(),
-            in_flight_bytes: 0,
+            // "Can spill": refused memory only means fewer blocks fetched ahead.
+            in_flight: MemoryConsumer::new("ShuffleReadExec")
+                .with_can_spill(true)
+                .register(context.memory_pool()),
             current: None,
             clients: Arc::new(Clients::default()),
             counters,
@@ -334,7 +344,7 @@ impl Clients {
 /// A fetched block: its messages, still encoded.
 struct FetchedBlock {
     index: u32,
-    size: u64,
+    size: usize,
     /// Names the block in a decoding error.
     name: String,
     messages: BoxStream<'static, std::result::Result<FlightData, FlightError>>,
@@ -343,7 +353,7 @@ struct FetchedBlock {
 /// The block whose batches are being returned, decoded one at a time.
 struct CurrentBlock {
     index: u32,
-    size: u64,
+    size: usize,
     name: String,
     batches: FlightRecordBatchStream,
 }
@@ -355,9 +365,10 @@ struct Fetcher {
     schema: SchemaRef,
     pending: VecDeque<Block>,
     running: JoinSet<Result<FetchedBlock>>,
-    /// Sizes of the blocks being fetched, fetched, or being returned.
-    in_flight_bytes: u64,
-    /// Its size stays in `in_flight_bytes` until all its batches have been returned.
+    /// Reserves the sizes of the blocks being fetched, fetched, or being returned: Spark's
+    /// memory manager sees the encoded blocks a read holds.
+    in_flight: MemoryReservation,
+    /// Its size stays in `in_flight` until all its batches have been returned.
     current: Option<CurrentBlock>,
     clients: Arc<Clients>,
     counters: Counters,
@@ -402,7 +413,7 @@ impl Fetcher {
                         }))));
                     }
                     None => {
-                        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(block.size);
+                        self.in_flight.shrink(block.size);
                         self.current = None;
                         continue;
                     }
@@ -426,22 +437,26 @@ impl Fetcher {
         }
     }
 
-    /// Starts fetching the next blocks while the limits allow. A block larger than the byte
-    /// limit starts when nothing else is in flight, and then alone.
+    /// Starts fetching the next blocks while the limits and the memory pool allow. A block
+    /// larger than the byte limit, or refused memory, starts when nothing else is in flight,
+    /// and then alone: the read must go on.
     fn start_fetches(&mut self) {
         while self.running.len() < self.options.max_concurrent_fetches {
             let Some(block) = self.pending.front() else {
                 return;
             };
-            let fits =
-                self.in_flight_bytes.saturating_add(block.size) <= self.options.max_bytes_in_flight;
-            if !fits && self.in_flight_bytes > 0 {
-                return;
+            let in_flight = self.in_flight.size();
+            let fits = in_flight.saturating_add(block.size) <= self.options.max_bytes_in_flight
+                && self.in_flight.try_grow(block.size).is_ok();
+            if !fits {
+                if in_flight > 0 {
+                    return;
+                }
+                self.in_flight.grow(block.size);
             }
             let Some(block) = self.pending.pop_front() else {
                 return;
             };
-            self.in_flight_bytes = self.in_flight_bytes.saturating_add(block.size);
             self.running.spawn(fetch(
                 block,
                 Arc::clone(&self.options),
@@ -499,7 +514,7 @@ async fn fetch(
     if options.read_local_blocks
         && let Some((id, output)) = local_map_output(&block)
     {
-        return read_local(block, id, output, &options).await;
+        return read_local(block, id, output, &options);
     }
     let mut attempt = 0u32;
     let error = loop {
@@ -558,7 +573,7 @@ fn local_map_output(block: &Block) -> Option<(BlockId, Arc<MapOutput>)> {
 /// batches are returned (small reads, from the page cache when recently written), the same
 /// messages the Flight server would send. Whatever fails here would fail in the server too,
 /// so it is a fetch failure at once (re-running the map task), without retries.
-async fn read_local(
+fn read_local(
     block: Block,
     id: BlockId,
     output: Arc<MapOutput>,

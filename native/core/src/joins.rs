@@ -23,6 +23,10 @@ use datafusion::physical_plan::joins::{HashJoinExecBuilder, PartitionMode, SortM
 use crate::expressions::create_physical_expr;
 use crate::expressions::normalize::normalize_if_float;
 
+mod not_in;
+
+pub use not_in::NotInJoinExec;
+
 /// Spark's join type as DataFusion's, with Spark's left input as DataFusion's left.
 fn join_type(join_type: i32) -> Result<JoinType> {
     Ok(match pb::JoinType::try_from(join_type) {
@@ -112,11 +116,10 @@ fn join_filter(
 /// Spark's `BUILD_SIDE_RIGHT` the inputs are swapped (and the join type mirrored), and the
 /// output columns are put back into Spark's order by the join's own projection.
 ///
-/// A null-aware anti join (`NOT IN`) keeps Spark's left input as DataFusion's left whatever
-/// the build side: DataFusion implements null awareness only for `LeftAnti`, building the
-/// side whose rows it outputs and streaming the `NOT IN` list. Its semantics are Spark's:
-/// a null key in the list gives no rows at all, and left rows with a null key are output
-/// only when the list is empty.
+/// A null-aware anti join (`NOT IN`) built from its list (Spark's right input, as Spark
+/// always plans it) is a [`NotInJoinExec`]; built from its left input, it is DataFusion's
+/// null-aware `LeftAnti`. Either way its semantics are Spark's: a null key in the list gives
+/// no rows at all, and left rows with a null key are output only when the list is empty.
 pub fn hash_join(
     join: &pb::HashJoin,
     left: Arc<dyn ExecutionPlan>,
@@ -143,7 +146,15 @@ pub fn hash_join(
     let build_right = pb::BuildSide::try_from(join.build_side)
         .map_err(|_| datafusion::common::plan_datafusion_err!("unknown build side"))?
         == pb::BuildSide::Right;
-    let swap = build_right && !join.null_aware;
+    if join.null_aware && build_right {
+        let Some((left_key, right_key)) = on.into_iter().next() else {
+            return plan_err!("a null-aware join must have one key");
+        };
+        return Ok(Arc::new(NotInJoinExec::new(
+            left, right, left_key, right_key,
+        )));
+    }
+    let swap = build_right;
     let filter = join_filter(join.condition.as_ref(), &left_schema, &right_schema, swap)?;
     let builder = if swap {
         let on = on.into_iter().map(|(l, r)| (r, l)).collect();

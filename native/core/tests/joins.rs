@@ -3,13 +3,15 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use ballista_spark_core::execution::TaskExecution;
+use ballista_spark_core::input::BatchSource;
 use ballista_spark_proto as pb;
 use common::*;
-use datafusion::common::Result;
+use datafusion::common::{DataFusionError, Result};
 
 const ALL_JOIN_TYPES: [pb::JoinType; 6] = [
     pb::JoinType::Inner,
@@ -336,6 +338,57 @@ fn null_aware_anti_join_follows_spark() -> Result<()> {
         not_in(vec![Some(1)], vec![vec![None]])?,
         Vec::<String>::new()
     );
+    Ok(())
+}
+
+/// A left input that fails after its first batch.
+struct FailingAfterOneBatch(Mutex<Option<RecordBatch>>);
+
+impl BatchSource for FailingAfterOneBatch {
+    fn next_batch(&self) -> Result<Option<RecordBatch>> {
+        match self.0.lock().unwrap().take() {
+            Some(batch) => Ok(Some(batch)),
+            None => Err(DataFusionError::Execution("left input failed".into())),
+        }
+    }
+}
+
+/// Built from its list (as Spark plans `NOT IN`), the join streams its left input: rows come
+/// out before the input has ended, instead of the whole input being held in a hash table
+/// and returned at the end.
+#[test]
+fn not_in_built_from_the_list_streams_its_input() -> Result<()> {
+    let key_fields = || vec![field("k", ty(pb::TypeId::Int64))];
+    let root = hash_join_node(
+        pb::JoinType::LeftAnti,
+        pb::BuildSide::Right,
+        None,
+        true,
+        key_fields(),
+        key_fields(),
+    );
+    let first = keys_batch((1..=40).map(Some).collect());
+    let left: Arc<dyn BatchSource> = Arc::new(FailingAfterOneBatch(Mutex::new(Some(first))));
+    let list = source(vec![keys_batch(vec![Some(2), Some(5)])]);
+    let mut execution =
+        TaskExecution::from_plan(&plan(root, key_fields()), vec![left, list], None)?;
+    let batch = execution
+        .next_batch()?
+        .expect("rows of the first batch before the input fails");
+    let keys = rows(&[batch]);
+    assert!(keys.len() >= 4, "{keys:?}");
+    assert!(keys.iter().all(|k| k != "2" && k != "5"), "{keys:?}");
+    let mut failed = false;
+    while !failed {
+        match execution.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the input's failure was lost"),
+            Err(e) => {
+                assert!(e.to_string().contains("left input failed"), "{e}");
+                failed = true;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -290,22 +290,27 @@ fn keys_batch(keys: Vec<Option<i64>>) -> RecordBatch {
     RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys))]).unwrap()
 }
 
+/// The plan of `k NOT IN (k of the right input)` over two inputs of one `k` column.
+fn not_in_plan(build_side: pb::BuildSide) -> pb::Plan {
+    let key_fields = || vec![field("k", ty(pb::TypeId::Int64))];
+    let root = hash_join_node(
+        pb::JoinType::LeftAnti,
+        build_side,
+        None,
+        true,
+        key_fields(),
+        key_fields(),
+    );
+    plan(root, key_fields())
+}
+
 /// `left NOT IN right` as Spark's null-aware anti join, under both build sides.
 fn not_in(left: Vec<Option<i64>>, right: Vec<Vec<Option<i64>>>) -> Result<Vec<String>> {
-    let key_fields = || vec![field("k", ty(pb::TypeId::Int64))];
     let mut results = vec![];
     for build_side in [pb::BuildSide::Right, pb::BuildSide::Left] {
-        let root = hash_join_node(
-            pb::JoinType::LeftAnti,
-            build_side,
-            None,
-            true,
-            key_fields(),
-            key_fields(),
-        );
         let right_batches = right.iter().cloned().map(keys_batch).collect();
         let out = run(
-            &plan(root, key_fields()),
+            &not_in_plan(build_side),
             vec![
                 source(vec![keys_batch(left.clone())]),
                 source(right_batches),
@@ -358,38 +363,27 @@ impl BatchSource for FailingAfterOneBatch {
 /// and returned at the end.
 #[test]
 fn not_in_built_from_the_list_streams_its_input() -> Result<()> {
-    let key_fields = || vec![field("k", ty(pb::TypeId::Int64))];
-    let root = hash_join_node(
-        pb::JoinType::LeftAnti,
-        pb::BuildSide::Right,
-        None,
-        true,
-        key_fields(),
-        key_fields(),
-    );
     let first = keys_batch((1..=40).map(Some).collect());
     let left: Arc<dyn BatchSource> = Arc::new(FailingAfterOneBatch(Mutex::new(Some(first))));
     let list = source(vec![keys_batch(vec![Some(2), Some(5)])]);
     let mut execution =
-        TaskExecution::from_plan(&plan(root, key_fields()), vec![left, list], None)?;
+        TaskExecution::from_plan(&not_in_plan(pb::BuildSide::Right), vec![left, list], None)?;
     let batch = execution
         .next_batch()?
         .expect("rows of the first batch before the input fails");
     let keys = rows(&[batch]);
     assert!(keys.len() >= 4, "{keys:?}");
     assert!(keys.iter().all(|k| k != "2" && k != "5"), "{keys:?}");
-    let mut failed = false;
-    while !failed {
+    loop {
         match execution.next_batch() {
             Ok(Some(_)) => {}
             Ok(None) => panic!("the input's failure was lost"),
             Err(e) => {
                 assert!(e.to_string().contains("left input failed"), "{e}");
-                failed = true;
+                return Ok(());
             }
         }
     }
-    Ok(())
 }
 
 #[test]

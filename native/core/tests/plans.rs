@@ -150,15 +150,17 @@ fn write_parquet(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Milliseconds since the epoch, as Spark gives a file's modification time.
+fn epoch_millis(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 fn scan_node(path: &std::path::Path, columns: Vec<pb::Field>) -> pb::PlanNode {
     let metadata = std::fs::metadata(path).unwrap();
     let size = metadata.len() as i64;
-    let modified = metadata
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let modified = epoch_millis(metadata.modified().unwrap());
     node(pb::plan_node::Kind::ParquetScan(pb::ParquetScan {
         data_schema: Some(pb::Schema { fields: columns }),
         partition_schema: Some(pb::Schema {
@@ -318,12 +320,9 @@ fn rewritten_files_are_not_read_from_cached_footers() -> Result<()> {
     assert_eq!(scanned_dates(&path)?, vec![4, 5, 6, 7, 8, 9, 10]);
 
     let entry = cached_footer(&path);
-    let millis = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-    };
     assert_eq!(
         entry.value.meta.last_modified.timestamp_millis(),
-        millis(later)
+        epoch_millis(later)
     );
     assert_eq!(
         entry.value.meta.size,

@@ -16,7 +16,6 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::IsNotNullExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
-use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExecBuilder, PartitionMode};
@@ -25,8 +24,8 @@ use datafusion::physical_plan::metrics::{
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
-    apply_expression_roots, collect,
+    DisplayAs, DisplayFormatType, EmptyRecordBatchStream, ExecutionPlan, PlanProperties,
+    SendableRecordBatchStream, apply_expression_roots, collect,
 };
 use futures::TryStreamExt;
 
@@ -129,8 +128,9 @@ impl ExecutionPlan for NotInJoinExec {
             for batch in &batches {
                 let keys = list_key.evaluate(batch)?.into_array(batch.num_rows())?;
                 if keys.null_count() > 0 {
-                    let none: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(input.schema()));
-                    return none.execute(0, context);
+                    let none: SendableRecordBatchStream =
+                        Box::pin(EmptyRecordBatchStream::new(input.schema()));
+                    return Ok(none);
                 }
                 has_keys |= !keys.is_empty();
             }

@@ -127,6 +127,17 @@ struct FetchOptions {
     retry_wait: Duration,
 }
 
+impl FetchOptions {
+    /// A fetch failure of block `block_index` of this read, as Spark's fetch failure expects.
+    fn failure(&self, block_index: u32, message: String) -> DataFusionError {
+        DataFusionError::External(Box::new(FetchFailed {
+            reads_index: self.reads_index,
+            block_index,
+            message,
+        }))
+    }
+}
+
 /// One block to fetch.
 #[derive(Clone)]
 struct Block {
@@ -341,21 +352,29 @@ impl Clients {
     }
 }
 
-/// A fetched block: its messages, still encoded.
+/// A fetched block: its messages, still encoded, decoded one batch at a time as `batches` is
+/// read.
 struct FetchedBlock {
     index: u32,
     size: usize,
     /// Names the block in a decoding error.
     name: String,
-    messages: BoxStream<'static, std::result::Result<FlightData, FlightError>>,
+    batches: FlightRecordBatchStream,
 }
 
-/// The block whose batches are being returned, decoded one at a time.
-struct CurrentBlock {
-    index: u32,
-    size: usize,
-    name: String,
-    batches: FlightRecordBatchStream,
+impl FetchedBlock {
+    fn new(
+        block: &Block,
+        name: String,
+        messages: BoxStream<'static, std::result::Result<FlightData, FlightError>>,
+    ) -> Self {
+        Self {
+            index: block.index,
+            size: block.size,
+            name,
+            batches: FlightRecordBatchStream::new_from_flight_data(messages),
+        }
+    }
 }
 
 /// The state of one read: blocks not started, fetches running, and the batches of the block
@@ -369,7 +388,7 @@ struct Fetcher {
     /// memory manager sees the encoded blocks a read holds.
     in_flight: MemoryReservation,
     /// Its size stays in `in_flight` until all its batches have been returned.
-    current: Option<CurrentBlock>,
+    current: Option<FetchedBlock>,
     clients: Arc<Clients>,
     counters: Counters,
     fetch_wait: Time,
@@ -406,11 +425,8 @@ impl Fetcher {
                     Some(Ok(batch)) if batch.num_rows() == 0 => continue,
                     Some(Ok(batch)) => return Some(conform(batch, &self.schema)),
                     Some(Err(e)) => {
-                        return Some(Err(DataFusionError::External(Box::new(FetchFailed {
-                            reads_index: self.options.reads_index,
-                            block_index: block.index,
-                            message: format!("cannot read {}: {e}", block.name),
-                        }))));
+                        let message = format!("cannot read {}: {e}", block.name);
+                        return Some(Err(self.options.failure(block.index, message)));
                     }
                     None => {
                         self.in_flight.shrink(block.size);
@@ -428,12 +444,7 @@ impl Fetcher {
                 Ok(Err(e)) => return Some(Err(e)),
                 Err(e) => return Some(internal_err!("shuffle fetch task failed: {e}")),
             };
-            self.current = Some(CurrentBlock {
-                index: fetched.index,
-                size: fetched.size,
-                name: fetched.name,
-                batches: FlightRecordBatchStream::new_from_flight_data(fetched.messages),
-            });
+            self.current = Some(fetched);
         }
     }
 
@@ -522,16 +533,13 @@ async fn fetch(
             Ok((messages, bytes)) => {
                 counters.fetched_bytes.add(bytes as usize);
                 counters.fetched_blocks.add(1);
-                return Ok(FetchedBlock {
-                    index: block.index,
-                    size: block.size,
-                    name: format!(
-                        "shuffle block {} from {}",
-                        String::from_utf8_lossy(&block.ticket),
-                        block.endpoint
-                    ),
-                    messages: futures::stream::iter(messages.into_iter().map(Ok)).boxed(),
-                });
+                let name = format!(
+                    "shuffle block {} from {}",
+                    String::from_utf8_lossy(&block.ticket),
+                    block.endpoint
+                );
+                let messages = futures::stream::iter(messages.into_iter().map(Ok)).boxed();
+                return Ok(FetchedBlock::new(&block, name, messages));
             }
             Err(e) => e,
         };
@@ -549,17 +557,16 @@ async fn fetch(
         tokio::time::sleep(wait).await;
         attempt += 1;
     };
-    Err(DataFusionError::External(Box::new(FetchFailed {
-        reads_index: options.reads_index,
-        block_index: block.index,
-        message: format!(
+    Err(options.failure(
+        block.index,
+        format!(
             "cannot fetch shuffle block {} from {} (attempts: {}): {}",
             String::from_utf8_lossy(&block.ticket),
             block.endpoint,
             attempt + 1,
             error.message
         ),
-    })))
+    ))
 }
 
 /// The block's map output, if this process wrote it. Map ids are task attempt ids, unique in
@@ -580,20 +587,14 @@ fn read_local(
     options: &FetchOptions,
 ) -> Result<FetchedBlock> {
     let name = format!("local shuffle block {id}");
-    let reader = BlockReader::open(id, &output).map_err(|e| {
-        DataFusionError::External(Box::new(FetchFailed {
-            reads_index: options.reads_index,
-            block_index: block.index,
-            message: format!("cannot read {name}: {e}"),
-        }))
-    })?;
+    let reader = BlockReader::open(id, &output)
+        .map_err(|e| options.failure(block.index, format!("cannot read {name}: {e}")))?;
     let messages = reader.map(|m| m.map_err(|e| FlightError::ExternalError(Box::new(e))));
-    Ok(FetchedBlock {
-        index: block.index,
-        size: block.size,
+    Ok(FetchedBlock::new(
+        &block,
         name,
-        messages: futures::stream::iter(messages).boxed(),
-    })
+        futures::stream::iter(messages).boxed(),
+    ))
 }
 
 /// One attempt: the block's messages and the bytes received.

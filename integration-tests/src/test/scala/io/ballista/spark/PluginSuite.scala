@@ -1,7 +1,7 @@
 package io.ballista.spark
 
-import io.ballista.spark.jni.NativeEngine
-import org.apache.spark.SparkException
+import io.ballista.spark.jni.{NativeEngine, NativePlan}
+import org.apache.spark.{JobExecutionStatus, SparkException}
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.BallistaShuffleExchangeExec
 import org.scalatest.concurrent.Eventually._
@@ -124,6 +124,39 @@ class PluginSuite extends AnyFunSuite {
     )
     val native = SparkFixture.nativeOperatorNames(df)
     assert(native.contains("BallistaSort") && native.contains("BallistaParquetScan"), native)
+  }
+
+  test("a native plan reading a native shuffle fetches its blocks itself: one plan per task") {
+    sampleTable("one_plan")
+    val sql = "SELECT k, sum(v), count(*) FROM one_plan WHERE id > 10 GROUP BY k"
+    val (schema, expected) = {
+      val df = SparkFixture.vanilla(spark, sql)
+      (df.schema, df.collect().toSeq)
+    }
+    spark.conf.set("spark.ballista.enabled", "true")
+    val group = "one-plan-per-task"
+    val started = NativePlan.startedCount()
+    spark.sparkContext.setJobGroup(group, group)
+    val df =
+      try SparkFixture.assertNativeGives(spark, sql, schema, expected, ordered = false)
+      finally spark.sparkContext.clearJobGroup()
+    val plans = NativePlan.startedCount() - started
+    assert(
+      SparkFixture.operators(df.queryExecution.executedPlan).exists {
+        case _: BallistaShuffleExchangeExec => true
+        case _ => false
+      },
+      "no native shuffle"
+    )
+    // Every task of the query (the map stage's and the reading stage's) ran one native plan.
+    val tracker = spark.sparkContext.statusTracker
+    eventually(timeout(Span(30, Seconds))) {
+      val jobs = tracker.getJobIdsForGroup(group).flatMap(tracker.getJobInfo)
+      assert(jobs.nonEmpty && jobs.forall(_.status == JobExecutionStatus.SUCCEEDED))
+      val tasks = jobs.flatMap(_.stageIds).flatMap(tracker.getStageInfo).map(_.numCompletedTasks)
+      assert(tasks.length >= 2, "a map stage and a stage reading it")
+      assert(plans == tasks.sum, s"$plans native plans for ${tasks.sum} tasks")
+    }
   }
 
   test("invalid settings fail with a message naming the setting") {

@@ -3,6 +3,7 @@ package io.ballista.spark.jni;
 import java.util.Iterator;
 import java.util.NoSuchElementException;
 import java.util.Objects;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.arrow.c.ArrowArray;
 import org.apache.arrow.c.ArrowSchema;
 import org.apache.arrow.c.Data;
@@ -23,6 +24,8 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * thread-safe.
  */
 public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseable {
+  private static final AtomicLong STARTED = new AtomicLong();
+
   private final BufferAllocator allocator;
   // Kept reachable for as long as the native plan may call them.
   private final BatchSource[] inputs;
@@ -69,6 +72,16 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
   }
 
   /**
+   * Returns how many native plans this JVM has started: each Spark task of a native stage starts
+   * one (a plan reading a native shuffle fetches the blocks itself).
+   *
+   * @return the number of plans started since the JVM started
+   */
+  public static long startedCount() {
+    return STARTED.get();
+  }
+
+  /**
    * Like {@link #execute(byte[], BatchSource[], BufferAllocator)}, with the plan's operators
    * reserving their memory through {@code memory}.
    *
@@ -86,6 +99,7 @@ public final class NativePlan implements Iterator<VectorSchemaRoot>, AutoCloseab
     Objects.requireNonNull(allocator, "allocator");
     BatchSource[] sources = inputs == null ? new BatchSource[0] : inputs.clone();
     long handle = NativeEngine.createPlan(planBytes, sources, memory);
+    STARTED.incrementAndGet();
     try {
       return new NativePlan(handle, sources, memory, allocator);
     } catch (RuntimeException | Error e) {

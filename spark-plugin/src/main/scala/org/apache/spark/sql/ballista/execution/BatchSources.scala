@@ -74,6 +74,11 @@ private[ballista] object BlockBatchSource {
   private val TargetBatchBytes = 4L << 20
 }
 
+/** A source without batches, for an input index the plan reads otherwise. */
+private[ballista] object NoBatches extends BatchSource {
+  override def next(arrowArrayAddress: Long, arrowSchemaAddress: Long): Boolean = false
+}
+
 /** Exports a batch into the structs a native plan handed over (see `BatchSource.next`). */
 private[ballista] object ArrowExport {
   def apply(

@@ -1,5 +1,6 @@
 package org.apache.spark.sql.ballista.execution
 
+import scala.collection.JavaConverters._
 import scala.collection.mutable.ArrayBuffer
 
 import io.ballista.spark.BallistaConf
@@ -12,13 +13,22 @@ import io.ballista.spark.jni.{
   NativePlan,
   ShuffleFetchException
 }
-import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanMetrics, PlanNode, Schema => PSchema}
+import io.ballista.spark.proto.{
+  IpcReader,
+  JvmInput,
+  Plan,
+  PlanMetrics,
+  PlanNode,
+  Schema => PSchema,
+  ShuffleRead
+}
 import org.apache.arrow.memory.BufferAllocator
 import org.apache.spark.{OneToOneDependency, Partition, SparkContext, TaskContext}
 import org.apache.spark.broadcast.Broadcast
 import org.apache.spark.internal.Logging
 import org.apache.spark.rdd.RDD
 import org.apache.spark.sql.ballista.serde.TypeSerde
+import org.apache.spark.sql.ballista.shuffle.FlightShuffleReadRDD
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.plans.physical.BroadcastPartitioning
 import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
@@ -42,6 +52,12 @@ private[ballista] case class RowInput(rdd: RDD[InternalRow], schema: StructType)
 
 /** Arrow batches of another native plan, handed on without copying. */
 private[ballista] case class BatchInput(rdd: RDD[ColumnarBatch]) extends PartitionedInput
+
+/**
+ * A native shuffle's blocks, which the plan fetches and decodes itself (a `ShuffleRead` node)
+ * rather than taking the batches of the shuffle's own read tasks through the JVM.
+ */
+private[ballista] case class FlightReadInput(rdd: FlightShuffleReadRDD) extends PartitionedInput
 
 /** Encoded Arrow IPC blocks (a shuffle's output) for a native `IpcReader`. */
 private[ballista] case class BlockInput(rdd: RDD[Array[Byte]]) extends PartitionedInput
@@ -107,19 +123,54 @@ private[ballista] class NativePlanRDD(
     (lengths.toArray, rows)
   }
 
+  /** Each input's index among the partitioned ones (its dependency), -1 for a broadcast. */
+  private val partitionedIndex: Seq[Int] = {
+    var next = 0
+    inputs.map {
+      case _: PartitionedInput =>
+        next += 1
+        next - 1
+      case _ => -1
+    }
+  }
+
   private def run(
       partition: NativePartition,
       context: TaskContext,
       planBytes: Array[Byte]
   ): Iterator[ColumnarBatch] = {
-    var partitioned = 0
-    NativePlanRDD.runTask(planBytes, context, operatorMetrics) { allocator =>
-      inputs.map { input =>
-        def iterator[T]: Iterator[T] = {
-          val i = partitioned
-          partitioned += 1
-          dependencies(i).rdd.asInstanceOf[RDD[T]].iterator(partition.inputPartitions(i), context)
-        }
+    def inputPartition(i: Int) = partition.inputPartitions(partitionedIndex(i))
+    // The blocks of the shuffles the plan reads itself, in the order of their `reads_index`.
+    val reads = inputs.zipWithIndex.collect { case (FlightReadInput(rdd), i) =>
+      rdd.blocksOf(inputPartition(i))
+    }
+    val bytes =
+      if (reads.isEmpty) planBytes
+      else {
+        Plan
+          .parseFrom(planBytes)
+          .toBuilder
+          .addAllShuffleReads(reads.map(_.blocks).asJava)
+          .build()
+          .toByteArray
+      }
+    val firstReadMetricsId = NativePlanRDD.firstReadMetricsId(operatorMetrics.size)
+    NativePlanRDD.runTask(
+      bytes,
+      context,
+      operatorMetrics,
+      onMetrics = metrics =>
+        reads.zipWithIndex.foreach { case (read, k) =>
+          val id = firstReadMetricsId + k
+          read.addMetrics(metrics.getNodesList.asScala.filter(_.getMetricsId == id), context)
+        },
+      fetchFailure = e => if (e.readsIndex() < reads.size) reads(e.readsIndex()).failure(e) else e
+    ) { allocator =>
+      inputs.zipWithIndex.map { case (input, i) =>
+        def iterator[T]: Iterator[T] =
+          dependencies(partitionedIndex(i)).rdd
+            .asInstanceOf[RDD[T]]
+            .iterator(inputPartition(i), context)
         input match {
           case RowInput(_, schema) =>
             new RowBatchSource(iterator[InternalRow], schema, batchSize, allocator)
@@ -127,6 +178,8 @@ private[ballista] class NativePlanRDD(
           case BlockInput(_) => new BlockBatchSource(iterator[Array[Byte]], allocator)
           case BroadcastInput(blocks) =>
             new BlockBatchSource(blocks.value.blocks.iterator, allocator): BatchSource
+          // Read by the plan's `ShuffleRead` node; its `JvmInput` index stays taken.
+          case FlightReadInput(_) => NoBatches
         }
       }.toArray
     }
@@ -251,13 +304,18 @@ private[ballista] object NativePlanRDD extends Logging {
     val inputLeaves = leaves.filterNot(l => drivingScan.exists(_ eq l))
     val inputs = inputLeaves.map(inputOf)
     val metered = meteredOperators(root, inputLeaves)
+    // Input index -> `reads_index` of the shuffles the plan reads itself.
+    val reads = inputs.zipWithIndex
+      .collect { case (_: FlightReadInput, i) => i }
+      .zipWithIndex
+      .toMap
     val conf = root.conf
     val batchSize = BallistaConf.BatchSize.get(conf)
 
     def planBytes(partition: Int): Array[Byte] =
       Plan
         .newBuilder()
-        .setRoot(build(root, inputLeaves, metered, partition))
+        .setRoot(build(root, inputLeaves, reads, metered, partition))
         .setOutputSchema(TypeSerde.schema(root.output))
         .setSessionTimezone(conf.sessionLocalTimeZone)
         .setBatchSize(batchSize)
@@ -372,7 +430,10 @@ private[ballista] object NativePlanRDD extends Logging {
     if (isBroadcast(leaf)) {
       BroadcastInput(leaf.executeBroadcast[ArrowBlocks]())
     } else if (producesArrow(leaf)) {
-      BatchInput(leaf.executeColumnar())
+      leaf.executeColumnar() match {
+        case flight: FlightShuffleReadRDD => FlightReadInput(flight)
+        case batches => BatchInput(batches)
+      }
     } else {
       // A columnar-only Spark operator is read through Spark's own columnar-to-row transition.
       val rows =
@@ -401,25 +462,36 @@ private[ballista] object NativePlanRDD extends Logging {
     }
   }
 
+  /** The metrics id of the first `ShuffleRead` a plan with `operators` metered operators has. */
+  private def firstReadMetricsId(operators: Int): Int = operators + 1
+
   private def build(
       plan: SparkPlan,
       inputs: Seq[SparkPlan],
+      reads: Map[Int, Int],
       metered: IndexedSeq[BallistaExec],
       partition: Int
   ): PlanNode =
     plan match {
       case native: BallistaExec if !inputs.exists(_ eq native) =>
-        val children = native.children.map(build(_, inputs, metered, partition))
+        val children = native.children.map(build(_, inputs, reads, metered, partition))
         native
           .planNode(children, partition)
           .toBuilder
           .setMetricsId(metered.indexWhere(_ eq native) + 1)
           .build()
       case other =>
-        leafNode(
-          inputs.indexWhere(_ eq other),
-          TypeSerde.schema(other.output),
-          encoded = isBroadcast(other)
-        )
+        val index = inputs.indexWhere(_ eq other)
+        val schema = TypeSerde.schema(other.output)
+        reads.get(index) match {
+          case Some(readsIndex) =>
+            val read = ShuffleRead.newBuilder().setReadsIndex(readsIndex).setSchema(schema)
+            PlanNode
+              .newBuilder()
+              .setShuffleRead(read)
+              .setMetricsId(firstReadMetricsId(metered.size) + readsIndex)
+              .build()
+          case None => leafNode(index, schema, encoded = isBroadcast(other))
+        }
     }
 }

@@ -1,11 +1,13 @@
 package org.apache.spark.sql.ballista.shuffle
 
+import scala.collection.JavaConverters._
 import scala.collection.mutable.ArrayBuffer
 
 import io.ballista.spark.BallistaConf
+import io.ballista.spark.jni.ShuffleFetchException
 import io.ballista.spark.proto.{
+  NodeMetrics,
   Plan,
-  PlanMetrics,
   PlanNode,
   Schema => PSchema,
   ShuffleBlock,
@@ -26,7 +28,7 @@ import org.apache.spark.sql.vectorized.ColumnarBatch
 import org.apache.spark.storage.{BlockManagerId, ShuffleBlockId}
 
 /** One fetch: contiguous reduce partitions of one map output, on one executor. */
-private case class BlockFetch(
+private[ballista] case class BlockFetch(
     address: BlockManagerId,
     mapId: Long,
     mapIndex: Int,
@@ -39,6 +41,61 @@ private case class BlockFetch(
   def ticket(shuffleId: Int): String =
     if (endReduce == startReduce + 1) ShuffleBlockId(shuffleId, mapId, startReduce).name
     else s"shuffle_${shuffleId}_${mapId}_${startReduce}_$endReduce"
+}
+
+/**
+ * The blocks one task reads from a native shuffle (`blocks`, a plan's `shuffle_reads` entry),
+ * and how the plan's fetch failures and read metrics map back to Spark's.
+ */
+private[ballista] class FlightRead(
+    val blocks: ShuffleReadBlocks,
+    fetches: IndexedSeq[BlockFetch],
+    shuffleId: Int,
+    readMetrics: Map[String, SQLMetric],
+    flightMetrics: Map[String, SQLMetric]
+) {
+
+  def isEmpty: Boolean = fetches.isEmpty
+
+  /** Spark's fetch failure of the block a native read could not fetch. */
+  def failure(e: ShuffleFetchException): Throwable = {
+    val f = fetches(e.blockIndex())
+    new FetchFailedException(
+      f.address,
+      shuffleId,
+      f.mapId,
+      f.mapIndex,
+      f.startReduce,
+      e.getMessage,
+      e
+    )
+  }
+
+  /**
+   * Spark's shuffle read metrics (blocks on this executor count as local) and Flight's, from
+   * the metrics of the plan nodes that read these blocks.
+   */
+  def addMetrics(nodes: Seq[NodeMetrics], context: TaskContext): Unit = {
+    val reporter = new SQLShuffleReadMetricsReporter(
+      context.taskMetrics().createTempShuffleReadMetrics(),
+      readMetrics
+    )
+    val executorId = SparkEnv.get.executorId
+    val (local, remote) = fetches.partition(_.address.executorId == executorId)
+    reporter.incLocalBlocksFetched(local.size)
+    reporter.incLocalBytesRead(local.map(_.size).sum)
+    reporter.incRemoteBlocksFetched(remote.size)
+    reporter.incRemoteBytesRead(remote.map(_.size).sum)
+    nodes.foreach { node =>
+      reporter.incRecordsRead(node.getOutputRows)
+      reporter.incFetchWaitTime(node.getFetchWaitNanos / 1000000)
+      flightMetrics.get("flightBytesFetched").foreach(_.add(node.getFetchedBytes))
+      flightMetrics.get("flightBlocksFetched").foreach(_.add(node.getFetchedBlocks))
+      flightMetrics.get("flightFetchRetries").foreach(_.add(node.getFetchRetries))
+    }
+    // Spark's own readers merge their temporary read metrics into the task's when done.
+    context.taskMetrics().mergeShuffleReadMetrics()
+  }
 }
 
 /**
@@ -72,10 +129,37 @@ private[ballista] class FlightShuffleReadRDD(
     )
 
   override def compute(split: Partition, context: TaskContext): Iterator[ColumnarBatch] = {
+    val read = blocksOf(split)
+    if (read.isEmpty) return Iterator.empty
+    val root = PlanNode
+      .newBuilder()
+      .setShuffleRead(ShuffleRead.newBuilder().setReadsIndex(0).setSchema(schema))
+      .setMetricsId(1)
+    val plan = Plan
+      .newBuilder()
+      .setRoot(root)
+      .setOutputSchema(schema)
+      .setSessionTimezone(sessionTimezone)
+      .setBatchSize(batchSize)
+      .addShuffleReads(read.blocks)
+      .build()
+    NativePlanRDD.runTask(
+      plan.toByteArray,
+      context,
+      IndexedSeq.empty,
+      onMetrics = metrics => read.addMetrics(metrics.getNodesList.asScala, context),
+      fetchFailure = read.failure
+    )(_ => Array.empty)
+  }
+
+  /**
+   * What task `split` reads, for a native plan that fetches the blocks itself (this RDD's own
+   * tasks, or a native plan consuming this shuffle directly, see `NativePlanRDD`).
+   */
+  def blocksOf(split: Partition): FlightRead = {
     val (startMap, endMap, start, end) =
       NativeShuffle.ranges(split.asInstanceOf[ShuffledBlockPartition].spec)
     val fetches = blockFetches(startMap, endMap, start, end)
-    if (fetches.isEmpty) return Iterator.empty
     val conf = SparkEnv.get.conf
     val read = ShuffleReadBlocks
       .newBuilder()
@@ -95,36 +179,7 @@ private[ballista] class FlightShuffleReadRDD(
           .setSize(f.size)
       )
     }
-    val root = PlanNode
-      .newBuilder()
-      .setShuffleRead(ShuffleRead.newBuilder().setReadsIndex(0).setSchema(schema))
-      .setMetricsId(1)
-    val plan = Plan
-      .newBuilder()
-      .setRoot(root)
-      .setOutputSchema(schema)
-      .setSessionTimezone(sessionTimezone)
-      .setBatchSize(batchSize)
-      .addShuffleReads(read)
-      .build()
-    NativePlanRDD.runTask(
-      plan.toByteArray,
-      context,
-      IndexedSeq.empty,
-      onMetrics = addMetrics(_, fetches, context),
-      fetchFailure = e => {
-        val f = fetches(e.blockIndex())
-        new FetchFailedException(
-          f.address,
-          shuffleId,
-          f.mapId,
-          f.mapIndex,
-          f.startReduce,
-          e.getMessage,
-          e
-        )
-      }
-    )(_ => Array.empty)
+    new FlightRead(read.build(), fetches, shuffleId, readMetrics, flightMetrics)
   }
 
   /**
@@ -163,37 +218,6 @@ private[ballista] class FlightShuffleReadRDD(
         }
       }
     fetches.toIndexedSeq
-  }
-
-  /** Spark's shuffle read metrics (blocks on this executor count as local) and Flight's. */
-  private def addMetrics(
-      metrics: PlanMetrics,
-      fetches: Seq[BlockFetch],
-      context: TaskContext
-  ): Unit = {
-    val reporter = new SQLShuffleReadMetricsReporter(
-      context.taskMetrics().createTempShuffleReadMetrics(),
-      readMetrics
-    )
-    val executorId = SparkEnv.get.executorId
-    val (local, remote) = fetches.partition(_.address.executorId == executorId)
-    reporter.incLocalBlocksFetched(local.size)
-    reporter.incLocalBytesRead(local.map(_.size).sum)
-    reporter.incRemoteBlocksFetched(remote.size)
-    reporter.incRemoteBytesRead(remote.map(_.size).sum)
-    val nodes = metrics.getNodesList
-    var i = 0
-    while (i < nodes.size()) {
-      val node = nodes.get(i)
-      reporter.incRecordsRead(node.getOutputRows)
-      reporter.incFetchWaitTime(node.getFetchWaitNanos / 1000000)
-      flightMetrics.get("flightBytesFetched").foreach(_.add(node.getFetchedBytes))
-      flightMetrics.get("flightBlocksFetched").foreach(_.add(node.getFetchedBlocks))
-      flightMetrics.get("flightFetchRetries").foreach(_.add(node.getFetchRetries))
-      i += 1
-    }
-    // Spark's own readers merge their temporary read metrics into the task's when done.
-    context.taskMetrics().mergeShuffleReadMetrics()
   }
 
   override def clearDependencies(): Unit = {

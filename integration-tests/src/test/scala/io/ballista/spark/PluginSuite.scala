@@ -3,7 +3,8 @@ package io.ballista.spark
 import io.ballista.spark.jni.{NativeEngine, NativePlan}
 import org.apache.spark.{JobExecutionStatus, SparkException}
 import org.apache.spark.sql.SparkSession
-import org.apache.spark.sql.ballista.execution.BallistaShuffleExchangeExec
+import org.apache.spark.sql.ballista.execution.{BallistaExec, BallistaShuffleExchangeExec}
+import org.apache.spark.sql.execution.FormattedMode
 import org.scalatest.concurrent.Eventually._
 import org.scalatest.funsuite.AnyFunSuite
 import org.scalatest.time.{Seconds, Span}
@@ -157,6 +158,24 @@ class PluginSuite extends AnyFunSuite {
       assert(tasks.length >= 2, "a map stage and a stage reading it")
       assert(plans == tasks.sum, s"$plans native plans for ${tasks.sum} tasks")
     }
+  }
+
+  test("EXPLAIN FORMATTED describes native operators, not the operators they replace") {
+    sampleTable("explained")
+    spark.conf.set("spark.ballista.enabled", "true")
+    val df = spark.sql("SELECT k, sum(v) FROM explained WHERE id > 10 GROUP BY k")
+    df.collect()
+    val explained = df.queryExecution.explainString(FormattedMode)
+    val natives = SparkFixture.operators(df.queryExecution.executedPlan).collect {
+      case native: BallistaExec => native
+    }
+    assert(natives.exists(_.nodeName == "BallistaHashAggregate"), explained)
+    natives.foreach { native =>
+      assert(explained.contains(s"Arguments: ${native.argString(25)}\n"), explained)
+    }
+    // Neither Spark's replaced operators nor the plan's protobuf messages as text.
+    assert(!explained.contains("HashAggregate(keys="), explained)
+    assert(!explained.contains("AGGREGATE_FUNCTION_KIND"), explained)
   }
 
   test("invalid settings fail with a message naming the setting") {

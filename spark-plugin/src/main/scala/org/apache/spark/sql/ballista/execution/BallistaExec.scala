@@ -59,10 +59,13 @@ abstract class BallistaExec extends ReplacesSparkOperator {
   /** What the engine counts for this operator's plan node (see [[NativeMetrics]]). */
   override lazy val metrics: Map[String, SQLMetric] = NativeMetrics.operator(sparkContext)
 
-  override def simpleString(maxFields: Int): String = {
-    val note = parentFallback.map(r => s" [parent stays in Spark: $r]").getOrElse("")
-    s"$nodeName $describe$note"
-  }
+  // EXPLAIN FORMATTED (also the plan description Spark posts to its listeners at every
+  // adaptive re-plan) prints the arguments: by default every constructor argument, that is
+  // the whole replaced Spark operator and protobuf messages in their text format.
+  override def argString(maxFields: Int): String =
+    describe + parentFallback.map(r => s" [parent stays in Spark: $r]").getOrElse("")
+
+  override def simpleString(maxFields: Int): String = s"$nodeName ${argString(maxFields)}"
 
   override def verboseString(maxFields: Int): String = simpleString(maxFields)
 

@@ -413,3 +413,31 @@ fn inconsistent_joins_are_plan_errors() {
     let plan = common::plan(root, output_fields(pb::JoinType::Inner));
     assert!(run(&plan, vec![source(left_batches()), source(right_batches())]).is_err());
 }
+
+#[test]
+fn not_in_counts_the_compute_of_its_anti_join() -> Result<()> {
+    let mut plan = not_in_plan(pb::BuildSide::Right);
+    if let Some(root) = plan.root.as_mut() {
+        root.metrics_id = 1;
+    }
+    let left = keys_batch((1..=100_000).map(Some).collect());
+    let list = keys_batch((1..=50_000).map(|k| Some(k * 2)).collect());
+    let mut execution =
+        TaskExecution::from_plan(&plan, vec![source(vec![left]), source(vec![list])], None)?;
+    let mut rows = 0;
+    while let Some(batch) = execution.next_batch()? {
+        rows += batch.num_rows();
+    }
+    assert_eq!(rows, 50_000);
+    let metrics = execution.metrics();
+    let join = metrics.nodes.iter().find(|n| n.metrics_id == 1);
+    let join = join.expect("metrics of the NOT IN join");
+    assert_eq!(join.output_rows, 50_000);
+    // Building the hash table of 50,000 keys and probing 100,000 takes well over 100 µs.
+    assert!(
+        join.elapsed_compute_nanos > 100_000,
+        "{} ns",
+        join.elapsed_compute_nanos
+    );
+    Ok(())
+}

@@ -8,7 +8,8 @@
 //! null key dropped.
 
 use std::fmt::{self, Formatter};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinType, NullEquality, Result, internal_err};
@@ -20,7 +21,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExecBuilder, PartitionMode};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
+    BaselineMetrics, ExecutionPlanMetricsSet, Metric, MetricValue, MetricsSet, RecordOutput, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -39,6 +40,10 @@ pub struct NotInJoinExec {
     list_key: PhysicalExprRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// The metrics of the anti joins (and their null-key filters) that `execute` plans once
+    /// the list is known: not children, so their compute time is added to this operator's.
+    /// Their metrics, not the plans, are kept: a finished join's hash table is freed.
+    inner_metrics: Arc<Mutex<Vec<MetricsSet>>>,
 }
 
 impl NotInJoinExec {
@@ -61,6 +66,7 @@ impl NotInJoinExec {
             list_key,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
+            inner_metrics: Arc::default(),
         }
     }
 }
@@ -110,7 +116,21 @@ impl ExecutionPlan for NotInJoinExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        let mut metrics = self.metrics.clone_inner();
+        let inner = self
+            .inner_metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !inner.is_empty() {
+            let compute = Time::new();
+            let nanos: usize = inner.iter().filter_map(MetricsSet::elapsed_compute).sum();
+            compute.add_duration(Duration::from_nanos(nanos as u64));
+            metrics.push(Arc::new(Metric::new(
+                MetricValue::ElapsedCompute(compute),
+                None,
+            )));
+        }
+        Some(metrics)
     }
 
     fn execute(
@@ -122,6 +142,7 @@ impl ExecutionPlan for NotInJoinExec {
         let list = Arc::clone(&self.list);
         let (input_key, list_key) = (Arc::clone(&self.input_key), Arc::clone(&self.list_key));
         let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let inner_metrics = Arc::clone(&self.inner_metrics);
         let rows = async move {
             let batches = collect(Arc::clone(&list), Arc::clone(&context)).await?;
             let mut has_keys = false;
@@ -142,16 +163,23 @@ impl ExecutionPlan for NotInJoinExec {
                 FilterExec::try_new(Arc::new(IsNotNullExpr::new(Arc::clone(&input_key))), input)?
                     .with_batch_size(context.session_config().batch_size())?,
             );
-            HashJoinExecBuilder::new(
+            let join = HashJoinExecBuilder::new(
                 build,
-                probe,
+                Arc::clone(&probe) as Arc<dyn ExecutionPlan>,
                 vec![(list_key, input_key)],
                 JoinType::RightAnti,
             )
             .with_partition_mode(PartitionMode::CollectLeft)
             .with_null_equality(NullEquality::NullEqualsNothing)
-            .build_exec()?
-            .execute(partition, context)
+            .build_exec()?;
+            let stream = join.execute(partition, context)?;
+            // The sets share their counters with the operators, which keep counting.
+            let sets = [join.metrics(), probe.metrics()];
+            inner_metrics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(sets.into_iter().flatten());
+            Ok(stream)
         };
         let stream = futures::stream::once(rows)
             .try_flatten()

@@ -57,8 +57,9 @@ fn runtime_env() -> Arc<RuntimeEnv> {
 
 /// The Parquet footers and page indexes this process has read, shared by every task's scans
 /// (DataFusion's cache: at most its default of 50 MiB, least recently used entries evicted,
-/// an entry used only for a file of the same size and modification time). Spark splits a large file into many tasks, each of which would
-/// otherwise decode the whole file's footer and page index again.
+/// an entry used only for a file of the same size and modification time). Spark splits a
+/// large file into many tasks, each of which would otherwise decode the whole file's footer
+/// and page index again.
 pub fn file_metadata_cache() -> Arc<FileMetadataCache> {
     runtime_env().cache_manager.get_file_metadata_cache()
 }

@@ -13,22 +13,14 @@ import io.ballista.spark.jni.{
   NativePlan,
   ShuffleFetchException
 }
-import io.ballista.spark.proto.{
-  IpcReader,
-  JvmInput,
-  Plan,
-  PlanMetrics,
-  PlanNode,
-  Schema => PSchema,
-  ShuffleRead
-}
+import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanMetrics, PlanNode, Schema => PSchema}
 import org.apache.arrow.memory.BufferAllocator
 import org.apache.spark.{OneToOneDependency, Partition, SparkContext, TaskContext}
 import org.apache.spark.broadcast.Broadcast
 import org.apache.spark.internal.Logging
 import org.apache.spark.rdd.RDD
 import org.apache.spark.sql.ballista.serde.TypeSerde
-import org.apache.spark.sql.ballista.shuffle.FlightShuffleReadRDD
+import org.apache.spark.sql.ballista.shuffle.{FlightRead, FlightShuffleReadRDD}
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.plans.physical.BroadcastPartitioning
 import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
@@ -485,12 +477,7 @@ private[ballista] object NativePlanRDD extends Logging {
         val schema = TypeSerde.schema(other.output)
         reads.get(index) match {
           case Some(readsIndex) =>
-            val read = ShuffleRead.newBuilder().setReadsIndex(readsIndex).setSchema(schema)
-            PlanNode
-              .newBuilder()
-              .setShuffleRead(read)
-              .setMetricsId(firstReadMetricsId(metered.size) + readsIndex)
-              .build()
+            FlightRead.planNode(readsIndex, schema, firstReadMetricsId(metered.size) + readsIndex)
           case None => leafNode(index, schema, encoded = isBroadcast(other))
         }
     }

@@ -98,6 +98,20 @@ private[ballista] class FlightRead(
   }
 }
 
+private[ballista] object FlightRead {
+
+  /**
+   * The plan node reading the blocks of the plan's `shuffle_reads(readsIndex)` as `schema`,
+   * its metrics under `metricsId` (see `addMetrics`).
+   */
+  def planNode(readsIndex: Int, schema: PSchema, metricsId: Int): PlanNode =
+    PlanNode
+      .newBuilder()
+      .setShuffleRead(ShuffleRead.newBuilder().setReadsIndex(readsIndex).setSchema(schema))
+      .setMetricsId(metricsId)
+      .build()
+}
+
 /**
  * The reduce side of a native shuffle: one task per partition spec (as for Spark's shuffle
  * reads, so adaptive execution's coalesced and skew-split reads work), each a native plan that
@@ -131,13 +145,9 @@ private[ballista] class FlightShuffleReadRDD(
   override def compute(split: Partition, context: TaskContext): Iterator[ColumnarBatch] = {
     val read = blocksOf(split)
     if (read.isEmpty) return Iterator.empty
-    val root = PlanNode
-      .newBuilder()
-      .setShuffleRead(ShuffleRead.newBuilder().setReadsIndex(0).setSchema(schema))
-      .setMetricsId(1)
     val plan = Plan
       .newBuilder()
-      .setRoot(root)
+      .setRoot(FlightRead.planNode(readsIndex = 0, schema, metricsId = 1))
       .setOutputSchema(schema)
       .setSessionTimezone(sessionTimezone)
       .setBatchSize(batchSize)

@@ -1,5 +1,6 @@
 //! Protobuf plan nodes to DataFusion execution plans.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use arrow::compute::SortOptions;
@@ -30,7 +31,7 @@ use crate::input::{BatchSource, InputExec};
 use crate::joins::{hash_join, sort_merge_join};
 use crate::memory::NodeMemoryPool;
 use crate::metrics::MeteredNodes;
-use crate::scan::parquet_scan;
+use crate::scan::{parquet_scan, string_views};
 use crate::shuffle::file_writer::ShuffleFileWriterExec;
 use crate::shuffle::partitioning::ShufflePartitioner;
 use crate::shuffle::reader::IpcReaderExec;
@@ -95,6 +96,16 @@ impl PhysicalPlanner {
     /// The execution plan for `node` and its inputs.
     pub fn create_plan(&self, node: &pb::PlanNode) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = self.create_node(node)?;
+        self.metered(node, plan)
+    }
+
+    /// `plan`, created for `node`, recorded and wrapped as a Spark operator if `node` is one
+    /// (has a metrics id).
+    fn metered(
+        &self,
+        node: &pb::PlanNode,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         if node.metrics_id == 0 {
             return Ok(plan);
         }
@@ -122,7 +133,7 @@ impl PhysicalPlanner {
             .as_ref()
             .ok_or_else(|| plan_datafusion_err!("plan node kind not set"))?;
         match kind {
-            Kind::ParquetScan(scan) => parquet_scan(scan, self.batch_size),
+            Kind::ParquetScan(scan) => parquet_scan(scan, self.batch_size, false),
             Kind::JvmInput(input) => {
                 let source = self.inputs.get(input.index as usize).ok_or_else(|| {
                     plan_datafusion_err!(
@@ -138,16 +149,19 @@ impl PhysicalPlanner {
                     Arc::clone(source),
                 )))
             }
-            Kind::Filter(filter) => {
-                let input = self.create_plan(required(&filter.input, "filter input")?)?;
-                let predicate = create_physical_expr(
-                    required(&filter.predicate, "filter predicate")?,
-                    &input.schema(),
-                )?;
-                Ok(Arc::new(FilterExec::try_new(predicate, input)?))
-            }
+            Kind::Filter(filter) => self.filter(filter, None),
             Kind::Projection(projection) => {
-                let input = self.create_plan(required(&projection.input, "projection input")?)?;
+                let input_node = required(&projection.input, "projection input")?;
+                let input = match &input_node.kind {
+                    // The filter's string columns the projection drops are not copied.
+                    Some(Kind::Filter(filter)) => {
+                        let read = string_views::columns_read(
+                            projection.exprs.iter().filter_map(|e| e.expr.as_ref()),
+                        );
+                        self.metered(input_node, self.filter(filter, Some(&read))?)?
+                    }
+                    _ => self.create_plan(input_node)?,
+                };
                 let exprs = named_exprs(&projection.exprs, &input.schema())?;
                 Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
             }
@@ -358,6 +372,38 @@ impl PhysicalPlanner {
 /// A row count of the plan as `usize`.
 fn usize_of(n: u64) -> Result<usize> {
     usize::try_from(n).map_err(|_| plan_datafusion_err!("row count {n} out of range"))
+}
+
+impl PhysicalPlanner {
+    /// A filter; over a scan whose strings it can take as views (see [`string_views`]), the
+    /// scan decodes them so and the filter's output has them plain again, except the columns
+    /// outside `read` (those the plan above reads, if known).
+    fn filter(
+        &self,
+        filter: &pb::Filter,
+        read: Option<&HashSet<usize>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input_node = required(&filter.input, "filter input")?;
+        let predicate = required(&filter.predicate, "filter predicate")?;
+        let views = match &input_node.kind {
+            Some(pb::plan_node::Kind::ParquetScan(scan))
+                if string_views::applies(scan, predicate) =>
+            {
+                Some(scan)
+            }
+            _ => None,
+        };
+        let input = match views {
+            Some(scan) => self.metered(input_node, parquet_scan(scan, self.batch_size, true)?)?,
+            None => self.create_plan(input_node)?,
+        };
+        let predicate = create_physical_expr(predicate, &input.schema())?;
+        let filter = Arc::new(FilterExec::try_new(predicate, input)?);
+        match views {
+            Some(_) => string_views::to_plain_strings(filter, read),
+            None => Ok(filter),
+        }
+    }
 }
 
 fn named_exprs(

@@ -22,15 +22,24 @@ use crate::expressions::create_physical_expr;
 use crate::types::{arrow_schema, literal_value};
 
 mod reader;
+pub mod string_views;
 
 /// Builds the scan of one task's files. Output columns: the data columns, then the
-/// partition columns.
-pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn ExecutionPlan>> {
-    let data_schema = arrow_schema(
+/// partition columns; with `string_views`, string data columns are decoded as views (see
+/// [`string_views`]).
+pub fn parquet_scan(
+    scan: &pb::ParquetScan,
+    batch_size: usize,
+    string_views: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut data_schema = arrow_schema(
         scan.data_schema
             .as_ref()
             .ok_or_else(|| plan_datafusion_err!("scan has no data schema"))?,
     )?;
+    if string_views {
+        data_schema = Arc::new(string_views::with_views(&data_schema));
+    }
     let partition_schema = match &scan.partition_schema {
         Some(s) => arrow_schema(s)?,
         None => Arc::new(Schema::empty()),
@@ -48,7 +57,8 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
         .build();
 
     let mut options = TableParquetOptions::default();
-    // Spark reads strings as plain UTF-8 arrays; views would need a cast at the boundary.
+    // Strings decode as the table schema says: plain UTF-8 arrays, as Spark reads them,
+    // or views where `string_views` asked for them.
     options.global.schema_force_view_types = false;
     options.global.pruning = true;
     options.global.enable_page_index = true;
@@ -62,9 +72,16 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
         .iter()
         .map(|f| partitioned_file(f, partition_schema.fields().len()))
         .collect::<Result<Vec<_>>>()?;
+    // Over views, only the predicates that take them prune (pruning is an optimization).
+    let predicates = scan
+        .pruning_predicates
+        .iter()
+        .filter(|p| !string_views || string_views::filter_takes_views(p))
+        .map(|p| create_physical_expr(p, &output_schema))
+        .collect::<Result<Vec<_>>>()?;
     let store = Arc::new(LocalFileSystem::new());
     let readers = if scan.files.iter().all(|f| f.modification_time != 0) {
-        let prunes_pages = !scan.pruning_predicates.is_empty();
+        let prunes_pages = !predicates.is_empty();
         reader::SparkParquetReaderFactory::cached(store, file_metadata_cache(), prunes_pages)
     } else {
         reader::SparkParquetReaderFactory::new(store)
@@ -72,12 +89,7 @@ pub fn parquet_scan(scan: &pb::ParquetScan, batch_size: usize) -> Result<Arc<dyn
     let mut source = ParquetSource::new(table_schema)
         .with_table_parquet_options(options)
         .with_parquet_file_reader_factory(Arc::new(readers));
-    if !scan.pruning_predicates.is_empty() {
-        let predicates = scan
-            .pruning_predicates
-            .iter()
-            .map(|p| create_physical_expr(p, &output_schema))
-            .collect::<Result<Vec<_>>>()?;
+    if !predicates.is_empty() {
         source = source.with_predicate(conjunction(predicates));
     }
 

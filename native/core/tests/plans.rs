@@ -670,3 +670,285 @@ fn sort_orders_nulls_and_directions_like_spark() -> Result<()> {
     assert_eq!(sorted(true, false)?, vec![Some(1), Some(2), Some(3), None]);
     Ok(())
 }
+
+/// A file of two string columns (dictionary-encoded, as Spark writes repeated strings) and an
+/// id, some strings null.
+fn write_strings(dir: &std::path::Path) -> std::path::PathBuf {
+    let modes = ["MAIL", "SHIP", "AIR", "RAIL", "TRUCK"];
+    let ids: Vec<i64> = (0..40).collect();
+    let mode: Vec<Option<&str>> = ids
+        .iter()
+        .map(|i| (i % 7 != 3).then(|| modes[*i as usize % modes.len()]))
+        .collect();
+    let comment: Vec<Option<String>> = ids
+        .iter()
+        .map(|i| (i % 11 != 5).then(|| format!("a comment longer than twelve bytes, number {i}")))
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("mode", DataType::Utf8, true),
+        Field::new("comment", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(mode)),
+            Arc::new(StringArray::from(comment)),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("strings.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    path
+}
+
+fn string_lit(value: &str) -> pb::Expr {
+    lit(
+        ty(pb::TypeId::String),
+        pb::literal::Value::StringValue(value.into()),
+    )
+}
+
+fn and_all(exprs: Vec<pb::Expr>) -> pb::Expr {
+    exprs
+        .into_iter()
+        .reduce(|a, b| binary(pb::BinaryOp::And, a, b, ty(pb::TypeId::Boolean)))
+        .unwrap()
+}
+
+/// Runs `predicate` over the strings file: (the plan's text, the rows as "id|mode|comment").
+fn filter_strings(path: &std::path::Path, predicate: pb::Expr) -> Result<(String, Vec<String>)> {
+    let columns = vec![
+        field("id", ty(pb::TypeId::Int64)),
+        field("mode", ty(pb::TypeId::String)),
+        field("comment", ty(pb::TypeId::String)),
+    ];
+    let filter = node(pb::plan_node::Kind::Filter(Box::new(pb::Filter {
+        input: Some(Box::new(scan_node(path, columns.clone()))),
+        predicate: Some(predicate),
+    })));
+    let planned =
+        ballista_spark_core::planner::PhysicalPlanner::new(4, vec![]).create_plan(&filter)?;
+    let text = datafusion::physical_plan::displayable(planned.as_ref())
+        .indent(true)
+        .to_string();
+    let mut output = columns;
+    output.push(field("part", ty(pb::TypeId::Int32)));
+    let batches = run(&plan(filter, output), vec![])?;
+    let mut rows = vec![];
+    for batch in &batches {
+        // The plan above the filter gets plain strings, as Spark's schema says.
+        assert_eq!(batch.column(1).data_type(), &DataType::Utf8);
+        assert_eq!(batch.column(2).data_type(), &DataType::Utf8);
+        let (id, mode, comment) = (
+            batch.column(0).as_primitive::<Int64Type>(),
+            batch.column(1).as_string::<i32>(),
+            batch.column(2).as_string::<i32>(),
+        );
+        for i in 0..batch.num_rows() {
+            let text = |a: &arrow::array::StringArray| {
+                if a.is_null(i) {
+                    "null".to_string()
+                } else {
+                    a.value(i).to_string()
+                }
+            };
+            rows.push(format!("{}|{}|{}", id.value(i), text(mode), text(comment)));
+        }
+    }
+    Ok((text, rows))
+}
+
+/// The same rows computed in Rust from the data `write_strings` wrote.
+fn expected_strings(keep: impl Fn(i64, Option<&str>, Option<&str>) -> bool) -> Vec<String> {
+    let modes = ["MAIL", "SHIP", "AIR", "RAIL", "TRUCK"];
+    (0..40i64)
+        .filter_map(|i| {
+            let mode = (i % 7 != 3).then(|| modes[i as usize % modes.len()]);
+            let comment =
+                (i % 11 != 5).then(|| format!("a comment longer than twelve bytes, number {i}"));
+            keep(i, mode, comment.as_deref()).then(|| {
+                format!(
+                    "{i}|{}|{}",
+                    mode.unwrap_or("null"),
+                    comment.as_deref().unwrap_or("null")
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn string_filters_over_a_scan_decode_views_and_return_plain_strings() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_strings(dir.path());
+    let in_list = |negated: bool| pb::Expr {
+        kind: Some(pb::expr::Kind::InList(Box::new(pb::InList {
+            value: Some(Box::new(col(1, ty(pb::TypeId::String)))),
+            list: vec![string_lit("MAIL"), string_lit("AIR"), string_lit("RAIL")],
+            negated,
+        }))),
+    };
+    let like = pb::Expr {
+        kind: Some(pb::expr::Kind::Like(Box::new(pb::Like {
+            value: Some(Box::new(col(2, ty(pb::TypeId::String)))),
+            pattern: Some(Box::new(string_lit("%number 1%"))),
+        }))),
+    };
+    // mode IN ('MAIL','AIR','RAIL') AND NOT (mode = 'RAIL') AND mode >= 'AIR'
+    //   AND comment LIKE '%number 1%' AND id < 30
+    let predicate = and_all(vec![
+        in_list(false),
+        pb::Expr {
+            kind: Some(pb::expr::Kind::Unary(Box::new(pb::UnaryExpr {
+                op: pb::UnaryOp::Not as i32,
+                child: Some(Box::new(binary(
+                    pb::BinaryOp::Eq,
+                    col(1, ty(pb::TypeId::String)),
+                    string_lit("RAIL"),
+                    ty(pb::TypeId::Boolean),
+                ))),
+            }))),
+        },
+        binary(
+            pb::BinaryOp::GtEq,
+            col(1, ty(pb::TypeId::String)),
+            string_lit("AIR"),
+            ty(pb::TypeId::Boolean),
+        ),
+        like,
+        binary(
+            pb::BinaryOp::Lt,
+            col(0, ty(pb::TypeId::Int64)),
+            lit(ty(pb::TypeId::Int64), pb::literal::Value::LongValue(30)),
+            ty(pb::TypeId::Boolean),
+        ),
+    ]);
+    let (text, rows) = filter_strings(&path, predicate)?;
+    assert!(
+        text.contains("CAST(mode@1 AS Utf8)"),
+        "no views decoded:\n{text}"
+    );
+    let expected = expected_strings(|i, mode, comment| {
+        matches!(mode, Some("MAIL" | "AIR"))
+            && comment.is_some_and(|c| c.contains("number 1"))
+            && i < 30
+    });
+    assert!(!expected.is_empty());
+    assert_eq!(rows, expected);
+
+    // Null tests and IN over views; the other string column, not filtered on, is copied
+    // for the rows kept only.
+    let predicate = and_all(vec![
+        pb::Expr {
+            kind: Some(pb::expr::Kind::Unary(Box::new(pb::UnaryExpr {
+                op: pb::UnaryOp::IsNotNull as i32,
+                child: Some(Box::new(col(1, ty(pb::TypeId::String)))),
+            }))),
+        },
+        in_list(true),
+    ]);
+    let (text, rows) = filter_strings(&path, predicate)?;
+    assert!(
+        text.contains("CAST(comment@2 AS Utf8)"),
+        "no views decoded:\n{text}"
+    );
+    assert_eq!(
+        rows,
+        expected_strings(|_, mode, _| matches!(mode, Some("SHIP" | "TRUCK")))
+    );
+    Ok(())
+}
+
+#[test]
+fn string_filters_views_cannot_take_read_plain_strings() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_strings(dir.path());
+    // upper(mode) = 'SHIP': a function of a string sees plain strings only.
+    let upper = pb::Expr {
+        kind: Some(pb::expr::Kind::ScalarFunction(pb::ScalarFunction {
+            name: "upper".into(),
+            args: vec![col(1, ty(pb::TypeId::String))],
+            return_type: Some(ty(pb::TypeId::String)),
+        })),
+    };
+    let predicate = binary(
+        pb::BinaryOp::Eq,
+        upper,
+        string_lit("SHIP"),
+        ty(pb::TypeId::Boolean),
+    );
+    let (text, rows) = filter_strings(&path, predicate)?;
+    assert!(!text.contains("CAST("), "views decoded:\n{text}");
+    assert_eq!(rows, expected_strings(|_, mode, _| mode == Some("SHIP")));
+    Ok(())
+}
+
+#[test]
+fn string_columns_a_projection_drops_after_a_view_filter_are_not_copied() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_strings(dir.path());
+    let columns = vec![
+        field("id", ty(pb::TypeId::Int64)),
+        field("mode", ty(pb::TypeId::String)),
+        field("comment", ty(pb::TypeId::String)),
+    ];
+    // SELECT mode, id WHERE comment LIKE '%number 2%'
+    let filter = node(pb::plan_node::Kind::Filter(Box::new(pb::Filter {
+        input: Some(Box::new(scan_node(&path, columns))),
+        predicate: Some(pb::Expr {
+            kind: Some(pb::expr::Kind::Like(Box::new(pb::Like {
+                value: Some(Box::new(col(2, ty(pb::TypeId::String)))),
+                pattern: Some(Box::new(string_lit("%number 2%"))),
+            }))),
+        }),
+    })));
+    let projection = node(pb::plan_node::Kind::Projection(Box::new(pb::Projection {
+        input: Some(Box::new(filter)),
+        exprs: vec![
+            named(col(1, ty(pb::TypeId::String)), "mode"),
+            named(col(0, ty(pb::TypeId::Int64)), "id"),
+        ],
+    })));
+    let planned =
+        ballista_spark_core::planner::PhysicalPlanner::new(4, vec![]).create_plan(&projection)?;
+    let text = datafusion::physical_plan::displayable(planned.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(text.contains("CAST(mode@1 AS Utf8)"), "{text}");
+    assert!(!text.contains("CAST(comment@2"), "{text}");
+    let output = vec![
+        field("mode", ty(pb::TypeId::String)),
+        field("id", ty(pb::TypeId::Int64)),
+    ];
+    let batches = run(&plan(projection, output), vec![])?;
+    let mut rows = vec![];
+    for batch in &batches {
+        let (mode, id) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(1).as_primitive::<Int64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            let mode = if mode.is_null(i) {
+                "null"
+            } else {
+                mode.value(i)
+            };
+            rows.push(format!("{}|{mode}|", id.value(i)));
+        }
+    }
+    let expected: Vec<String> =
+        expected_strings(|_, _, comment| comment.is_some_and(|c| c.contains("number 2")))
+            .into_iter()
+            .map(|row| {
+                let mut parts = row.split('|');
+                format!("{}|{}|", parts.next().unwrap(), parts.next().unwrap())
+            })
+            .collect();
+    assert_eq!(rows, expected);
+    Ok(())
+}

@@ -13,7 +13,7 @@ use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::physical_expr::expressions::{CaseExpr, CastExpr, InListExpr, LikeExpr, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 
-use super::{create_physical_expr, required};
+use super::{create_physical_expr, required, string_literal_as};
 use crate::types::arrow_type;
 
 /// `CASE WHEN ... END`.
@@ -47,7 +47,7 @@ pub fn in_list(i: &pb::InList, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>>
         .list
         .iter()
         .map(|e| {
-            let item = create_physical_expr(e, schema)?;
+            let item = string_literal_as(create_physical_expr(e, schema)?, &value, schema)?;
             if item.downcast_ref::<Literal>().is_none() || item.data_type(schema)? != value_type {
                 return plan_err!("IN list items must be literals of type {value_type}");
             }
@@ -64,10 +64,14 @@ pub fn in_list(i: &pb::InList, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>>
 pub fn like(l: &pb::Like, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
     let value = create_physical_expr(required(&l.value, "LIKE value")?, schema)?;
     let pattern = create_physical_expr(required(&l.pattern, "LIKE pattern")?, schema)?;
+    let pattern = string_literal_as(pattern, &value, schema)?;
     for e in [&value, &pattern] {
-        if e.data_type(schema)? != DataType::Utf8 {
+        if !matches!(e.data_type(schema)?, DataType::Utf8 | DataType::Utf8View) {
             return plan_err!("LIKE over {}", e.data_type(schema)?);
         }
+    }
+    if value.data_type(schema)? != pattern.data_type(schema)? {
+        return plan_err!("LIKE of a string view needs a literal pattern");
     }
     Ok(Arc::new(LikeExpr::new(false, false, value, pattern)))
 }

@@ -15,9 +15,9 @@ pub mod remainder;
 
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Schema};
 use ballista_spark_proto as pb;
-use datafusion::common::{Result, plan_datafusion_err, plan_err};
+use datafusion::common::{Result, ScalarValue, plan_datafusion_err, plan_err};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
@@ -113,7 +113,9 @@ fn column(c: &pb::BoundReference, input_schema: &Schema) -> Result<Arc<dyn Physi
         )
     })?;
     let expected = arrow_type(required(&c.data_type, "column type")?)?;
-    if field.data_type() != &expected {
+    // A scan under a filter may decode strings as views (see `scan::string_views`).
+    let as_view = expected == DataType::Utf8 && field.data_type() == &DataType::Utf8View;
+    if field.data_type() != &expected && !as_view {
         return plan_err!(
             "column {index} has type {} but the plan expects {expected}",
             field.data_type()
@@ -125,6 +127,9 @@ fn column(c: &pb::BoundReference, input_schema: &Schema) -> Result<Arc<dyn Physi
 fn binary(b: &pb::BinaryExpr, input_schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
     let left = create_physical_expr(required(&b.left, "left operand")?, input_schema)?;
     let right = create_physical_expr(required(&b.right, "right operand")?, input_schema)?;
+    let viewed_left = string_literal_as(Arc::clone(&left), &right, input_schema)?;
+    let right = string_literal_as(right, &left, input_schema)?;
+    let left = viewed_left;
     let op = pb::BinaryOp::try_from(b.op)
         .map_err(|_| plan_datafusion_err!("unknown binary operator {}", b.op))?;
     let remainder = match op {
@@ -188,4 +193,19 @@ fn binary(b: &pb::BinaryExpr, input_schema: &Schema) -> Result<Arc<dyn PhysicalE
     let left = normalize_if_float(left, input_schema)?;
     let right = normalize_if_float(right, input_schema)?;
     Ok(Arc::new(BinaryExpr::new(left, df_op, right)))
+}
+
+/// `expr`, a string literal, as a view literal where `beside` (the other operand) is a view
+/// column (see `scan::string_views`); any other `expr` as it is.
+pub(crate) fn string_literal_as(
+    expr: Arc<dyn PhysicalExpr>,
+    beside: &Arc<dyn PhysicalExpr>,
+    input_schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    match expr.downcast_ref::<Literal>().map(|l| l.value()) {
+        Some(ScalarValue::Utf8(value)) if beside.data_type(input_schema)? == DataType::Utf8View => {
+            Ok(Arc::new(Literal::new(ScalarValue::Utf8View(value.clone()))))
+        }
+        _ => Ok(expr),
+    }
 }

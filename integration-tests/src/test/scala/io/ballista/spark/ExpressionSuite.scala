@@ -143,6 +143,29 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
     )
   }
 
+  test("string filters over a scan: views decoded, kept rows plain (long, empty, non-ASCII)") {
+    val dir = SparkFixture.tempDir("ballista-words").resolve("words.parquet").toString
+    spark.conf.set("spark.ballista.enabled", "false")
+    spark
+      .sql("""
+        SELECT id, CASE id % 5 WHEN 0 THEN 'MAIL' WHEN 1 THEN 'DELIVER IN PERSON'
+          WHEN 2 THEN '' WHEN 3 THEN 'zürich ünïcode, longer than twelve bytes' ELSE NULL END
+          AS w, concat('comment number ', id, ' of a long string') AS c FROM range(0, 200)""")
+      .repartition(2)
+      .write
+      .parquet(dir)
+    spark.read.parquet(dir).createOrReplaceTempView("words")
+    check("SELECT id, w, c FROM words WHERE w IN ('MAIL', 'DELIVER IN PERSON', '')", Filter)
+    check("SELECT id, c FROM words WHERE w >= 'M' AND w < 'zz' AND c LIKE '%number 1%'", Filter)
+    check("SELECT id, w FROM words WHERE w IS NULL OR w = '' OR w <=> 'MAIL'", Filter)
+    check("SELECT id, w FROM words WHERE NOT w LIKE '%ü%' AND id > 10", Filter)
+    // A function of a string column reads plain strings.
+    check(
+      "SELECT id, w FROM words WHERE upper(w) = 'MAIL' OR substring(c, 1, 7) = 'comment'",
+      Filter
+    )
+  }
+
   test("date parts and substring") {
     check(
       "SELECT id, year(dt), month(dt), dayofmonth(dt), substring(s, 1, 1), " +

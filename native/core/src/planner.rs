@@ -126,6 +126,36 @@ impl PhysicalPlanner {
         self.metered.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// A filter; over a scan whose strings it can take as views (see [`string_views`]), the
+    /// scan decodes them so and the filter's output has them plain again, except the columns
+    /// outside `read` (those the plan above reads, if known).
+    fn filter(
+        &self,
+        filter: &pb::Filter,
+        read: Option<&HashSet<usize>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input_node = required(&filter.input, "filter input")?;
+        let predicate = required(&filter.predicate, "filter predicate")?;
+        let views = match &input_node.kind {
+            Some(pb::plan_node::Kind::ParquetScan(scan))
+                if string_views::applies(scan, predicate) =>
+            {
+                Some(scan)
+            }
+            _ => None,
+        };
+        let input = match views {
+            Some(scan) => self.metered(input_node, parquet_scan(scan, self.batch_size, true)?)?,
+            None => self.create_plan(input_node)?,
+        };
+        let predicate = create_physical_expr(predicate, &input.schema())?;
+        let filter = Arc::new(FilterExec::try_new(predicate, input)?);
+        match views {
+            Some(_) => string_views::to_plain_strings(filter, read),
+            None => Ok(filter),
+        }
+    }
+
     fn create_node(&self, node: &pb::PlanNode) -> Result<Arc<dyn ExecutionPlan>> {
         use pb::plan_node::Kind;
         let kind = node
@@ -372,38 +402,6 @@ impl PhysicalPlanner {
 /// A row count of the plan as `usize`.
 fn usize_of(n: u64) -> Result<usize> {
     usize::try_from(n).map_err(|_| plan_datafusion_err!("row count {n} out of range"))
-}
-
-impl PhysicalPlanner {
-    /// A filter; over a scan whose strings it can take as views (see [`string_views`]), the
-    /// scan decodes them so and the filter's output has them plain again, except the columns
-    /// outside `read` (those the plan above reads, if known).
-    fn filter(
-        &self,
-        filter: &pb::Filter,
-        read: Option<&HashSet<usize>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input_node = required(&filter.input, "filter input")?;
-        let predicate = required(&filter.predicate, "filter predicate")?;
-        let views = match &input_node.kind {
-            Some(pb::plan_node::Kind::ParquetScan(scan))
-                if string_views::applies(scan, predicate) =>
-            {
-                Some(scan)
-            }
-            _ => None,
-        };
-        let input = match views {
-            Some(scan) => self.metered(input_node, parquet_scan(scan, self.batch_size, true)?)?,
-            None => self.create_plan(input_node)?,
-        };
-        let predicate = create_physical_expr(predicate, &input.schema())?;
-        let filter = Arc::new(FilterExec::try_new(predicate, input)?);
-        match views {
-            Some(_) => string_views::to_plain_strings(filter, read),
-            None => Ok(filter),
-        }
-    }
 }
 
 fn named_exprs(

@@ -143,11 +143,16 @@ fn write_parquet(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     let path = dir.join("part-0.parquet");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_batch(&path, &batch);
     path
+}
+
+/// Writes `batch` as the Parquet file `path`.
+fn write_batch(path: &std::path::Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
 }
 
 /// Milliseconds since the epoch, as Spark gives a file's modification time.
@@ -268,10 +273,7 @@ fn write_dates(path: &std::path::Path, dates: Vec<i32>) {
         vec![Arc::new(Date32Array::from(dates))],
     )
     .unwrap();
-    let mut writer =
-        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_batch(path, &batch);
 }
 
 fn scanned_dates(path: &std::path::Path) -> Result<Vec<i32>> {
@@ -699,10 +701,7 @@ fn write_strings(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     let path = dir.join("strings.parquet");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_batch(&path, &batch);
     path
 }
 

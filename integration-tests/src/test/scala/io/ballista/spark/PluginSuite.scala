@@ -4,6 +4,7 @@ import io.ballista.spark.jni.{NativeEngine, NativePlan}
 import org.apache.spark.{JobExecutionStatus, SparkException}
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.{BallistaExec, BallistaShuffleExchangeExec}
+import org.apache.spark.sql.catalyst.plans.physical.RangePartitioning
 import org.apache.spark.sql.execution.FormattedMode
 import org.scalatest.concurrent.Eventually._
 import org.scalatest.funsuite.AnyFunSuite
@@ -158,6 +159,41 @@ class PluginSuite extends AnyFunSuite {
       assert(tasks.length >= 2, "a map stage and a stage reading it")
       assert(plans == tasks.sum, s"$plans native plans for ${tasks.sum} tasks")
     }
+  }
+
+  test("ORDER BY over a small measured input runs no sampling job: all rows in one partition") {
+    sampleTable("ranged")
+    val sql = "SELECT k, count(*) AS c, sum(v) AS s FROM ranged GROUP BY k ORDER BY s DESC, k"
+    val vanilla = SparkFixture.vanilla(spark, sql)
+    val expected = vanilla.collect().toSeq
+    val tracker = spark.sparkContext.statusTracker
+    def jobsWithUnsampledMax(bytes: String): Int = {
+      spark.conf.set("spark.ballista.exchange.unsampledRangeMaxBytes", bytes)
+      val group = s"ranged-$bytes-${System.nanoTime()}"
+      spark.sparkContext.setJobGroup(group, group)
+      val df =
+        try SparkFixture.assertNativeGives(spark, sql, vanilla.schema, expected, ordered = true)
+        finally {
+          spark.sparkContext.clearJobGroup()
+          spark.conf.unset("spark.ballista.exchange.unsampledRangeMaxBytes")
+        }
+      assert(
+        SparkFixture.operators(df.queryExecution.executedPlan).exists {
+          case e: BallistaShuffleExchangeExec =>
+            e.outputPartitioning.isInstanceOf[RangePartitioning]
+          case _ => false
+        },
+        s"no native range exchange:\n${df.queryExecution.executedPlan}"
+      )
+      eventually(timeout(Span(30, Seconds))) {
+        val jobs = tracker.getJobIdsForGroup(group).flatMap(tracker.getJobInfo)
+        assert(jobs.nonEmpty && jobs.forall(_.status == JobExecutionStatus.SUCCEEDED))
+        jobs.length
+      }
+    }
+    val sampled = jobsWithUnsampledMax("0")
+    val unsampled = jobsWithUnsampledMax("16m")
+    assert(unsampled == sampled - 1, s"$unsampled jobs unsampled, $sampled sampled")
   }
 
   test("EXPLAIN FORMATTED describes native operators, not the operators they replace") {

@@ -118,6 +118,14 @@ object BallistaConf {
     }
   }
 
+  val UnsampledRangeMaxBytes: BytesEntry = BytesEntry(
+    "spark.ballista.exchange.unsampledRangeMaxBytes",
+    "A range exchange (ORDER BY) whose input adaptive execution has measured at most this " +
+      "size sends its rows to one partition instead of sampling the input for range bounds, " +
+      "a job that computes the input a second time. 0: always sample.",
+    default = "16m"
+  )
+
   val NativeMemoryLimit: BytesEntry = BytesEntry(
     "spark.ballista.memory.nativeLimit",
     "The most memory native code of an executor may hold (every allocation counted); a task " +

@@ -55,12 +55,15 @@ import org.apache.spark.sql.execution.{
   CoalescedMapperPartitionSpec,
   CoalescedPartitionSpec,
   ColumnarToRowExec,
+  ExpandExec,
+  GenerateExec,
   PartialMapperPartitionSpec,
   PartialReducerPartitionSpec,
   ShufflePartitionSpec,
   SparkPlan,
   UnaryExecNode
 }
+import org.apache.spark.sql.execution.adaptive.QueryStageExec
 import org.apache.spark.sql.execution.exchange.ShuffleExchangeExec
 import org.apache.spark.sql.execution.metric.{SQLMetric, SQLShuffleReadMetricsReporter}
 import org.apache.spark.sql.internal.SQLConf
@@ -252,14 +255,19 @@ private[ballista] object NativeShuffle {
 
   /**
    * Bounds between the ranges, from a sample of the sort keys, as Spark's range exchange
-   * computes them (a job over the input, which then runs again for the shuffle).
+   * computes them (a job over the input, which then runs again for the shuffle). None when
+   * the input is known to be small: all rows then go to the first partition, which is still
+   * a range partitioning, and adaptive execution coalesces the empty others.
    */
   private def rangeBounds(
       child: SparkPlan,
       ordering: Seq[SortOrder],
       partitions: Int
   ): Array[InternalRow] = {
-    if (partitions <= 1) return Array.empty
+    val unsampledMax = BallistaConf.UnsampledRangeMaxBytes.get(SQLConf.get)
+    if (partitions <= 1 || MeasuredInput.bytes(child).exists(_ <= unsampledMax)) {
+      return Array.empty
+    }
     val output = child.output
     val keys = ColumnarToRowExec(child).execute().mapPartitionsWithIndexInternal { (index, rows) =>
       val projection = UnsafeProjection.create(ordering.map(_.child), output)
@@ -286,6 +294,23 @@ private[ballista] object NativeShuffle {
       new LazilyGeneratedOrdering(bound),
       ClassTag(classOf[InternalRow])
     )
+  }
+}
+
+/** What a plan's input is known to weigh before it runs. */
+private[ballista] object MeasuredInput {
+
+  /**
+   * The bytes of the query stages `plan` reads, when adaptive execution has measured them all
+   * and only operators that do not multiply rows (not joins, expands or generators) lie
+   * between them and `plan`; None otherwise.
+   */
+  def bytes(plan: SparkPlan): Option[BigInt] = plan match {
+    case stage: QueryStageExec if stage.isMaterialized =>
+      Some(stage.getRuntimeStatistics.sizeInBytes)
+    case _: ExpandExec | _: BallistaExpandExec | _: GenerateExec => None
+    case unary: UnaryExecNode => bytes(unary.child)
+    case _ => None
   }
 }
 

@@ -1,7 +1,7 @@
 package io.ballista.spark
 
 import io.ballista.spark.jni.{NativeEngine, NativePlan}
-import org.apache.spark.{JobExecutionStatus, SparkException}
+import org.apache.spark.{JobExecutionStatus, SparkException, SparkJobInfo}
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.{BallistaExec, BallistaShuffleExchangeExec}
 import org.apache.spark.sql.catalyst.plans.physical.RangePartitioning
@@ -152,12 +152,21 @@ class PluginSuite extends AnyFunSuite {
     )
     // Every task of the query (the map stage's and the reading stage's) ran one native plan.
     val tracker = spark.sparkContext.statusTracker
+    val tasks = succeededJobs(group)
+      .flatMap(_.stageIds)
+      .flatMap(tracker.getStageInfo)
+      .map(_.numCompletedTasks)
+    assert(tasks.length >= 2, "a map stage and a stage reading it")
+    assert(plans == tasks.sum, s"$plans native plans for ${tasks.sum} tasks")
+  }
+
+  /** The jobs of job group `group`, once the status tracker has seen them all succeed. */
+  private def succeededJobs(group: String): Seq[SparkJobInfo] = {
+    val tracker = spark.sparkContext.statusTracker
     eventually(timeout(Span(30, Seconds))) {
-      val jobs = tracker.getJobIdsForGroup(group).flatMap(tracker.getJobInfo)
+      val jobs = tracker.getJobIdsForGroup(group).toSeq.flatMap(tracker.getJobInfo)
       assert(jobs.nonEmpty && jobs.forall(_.status == JobExecutionStatus.SUCCEEDED))
-      val tasks = jobs.flatMap(_.stageIds).flatMap(tracker.getStageInfo).map(_.numCompletedTasks)
-      assert(tasks.length >= 2, "a map stage and a stage reading it")
-      assert(plans == tasks.sum, s"$plans native plans for ${tasks.sum} tasks")
+      jobs
     }
   }
 
@@ -166,7 +175,6 @@ class PluginSuite extends AnyFunSuite {
     val sql = "SELECT k, count(*) AS c, sum(v) AS s FROM ranged GROUP BY k ORDER BY s DESC, k"
     val vanilla = SparkFixture.vanilla(spark, sql)
     val expected = vanilla.collect().toSeq
-    val tracker = spark.sparkContext.statusTracker
     def jobsWithUnsampledMax(bytes: String): Int = {
       spark.conf.set("spark.ballista.exchange.unsampledRangeMaxBytes", bytes)
       val group = s"ranged-$bytes-${System.nanoTime()}"
@@ -185,11 +193,7 @@ class PluginSuite extends AnyFunSuite {
         },
         s"no native range exchange:\n${df.queryExecution.executedPlan}"
       )
-      eventually(timeout(Span(30, Seconds))) {
-        val jobs = tracker.getJobIdsForGroup(group).flatMap(tracker.getJobInfo)
-        assert(jobs.nonEmpty && jobs.forall(_.status == JobExecutionStatus.SUCCEEDED))
-        jobs.length
-      }
+      succeededJobs(group).length
     }
     val sampled = jobsWithUnsampledMax("0")
     val unsampled = jobsWithUnsampledMax("16m")

@@ -15,6 +15,8 @@ use datafusion::execution::cache::CacheEntryInfo;
 use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use parquet::arrow::ArrowWriter;
 
+mod common;
+
 fn ty(id: pb::TypeId) -> pb::DataType {
     pb::DataType {
         id: id as i32,
@@ -673,19 +675,21 @@ fn sort_orders_nulls_and_directions_like_spark() -> Result<()> {
     Ok(())
 }
 
-/// A file of two string columns (dictionary-encoded, as Spark writes repeated strings) and an
-/// id, some strings null.
-fn write_strings(dir: &std::path::Path) -> std::path::PathBuf {
+/// Row `i` of the strings file: (mode, comment), some null.
+fn strings_row(i: i64) -> (Option<&'static str>, Option<String>) {
     let modes = ["MAIL", "SHIP", "AIR", "RAIL", "TRUCK"];
-    let ids: Vec<i64> = (0..40).collect();
-    let mode: Vec<Option<&str>> = ids
-        .iter()
-        .map(|i| (i % 7 != 3).then(|| modes[*i as usize % modes.len()]))
-        .collect();
-    let comment: Vec<Option<String>> = ids
-        .iter()
-        .map(|i| (i % 11 != 5).then(|| format!("a comment longer than twelve bytes, number {i}")))
-        .collect();
+    let mode = (i % 7 != 3).then(|| modes[i as usize % modes.len()]);
+    let comment = (i % 11 != 5).then(|| format!("a comment longer than twelve bytes, number {i}"));
+    (mode, comment)
+}
+
+const STRING_ROWS: i64 = 40;
+
+/// A file of two string columns (dictionary-encoded, as Spark writes repeated strings) and an
+/// id: the rows of [`strings_row`].
+fn write_strings(dir: &std::path::Path) -> std::path::PathBuf {
+    let ids: Vec<i64> = (0..STRING_ROWS).collect();
+    let (mode, comment): (Vec<_>, Vec<_>) = ids.iter().map(|i| strings_row(*i)).unzip();
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("mode", DataType::Utf8, true),
@@ -705,6 +709,26 @@ fn write_strings(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// The rows of the strings file that `keep` keeps, each as `render(id, mode, comment)` (null
+/// as `null`, as [`common::rows`] renders it).
+fn expected_strings(
+    keep: impl Fn(i64, Option<&str>, Option<&str>) -> bool,
+    render: impl Fn(i64, &str, &str) -> String,
+) -> Vec<String> {
+    (0..STRING_ROWS)
+        .filter_map(|i| {
+            let (mode, comment) = strings_row(i);
+            keep(i, mode, comment.as_deref()).then(|| {
+                render(
+                    i,
+                    mode.unwrap_or("null"),
+                    comment.as_deref().unwrap_or("null"),
+                )
+            })
+        })
+        .collect()
+}
+
 fn string_lit(value: &str) -> pb::Expr {
     lit(
         ty(pb::TypeId::String),
@@ -719,7 +743,16 @@ fn and_all(exprs: Vec<pb::Expr>) -> pb::Expr {
         .unwrap()
 }
 
-/// Runs `predicate` over the strings file: (the plan's text, the rows as "id|mode|comment").
+/// The engine plan of `node`, as text.
+fn plan_text(node: &pb::PlanNode) -> Result<String> {
+    let planned =
+        ballista_spark_core::planner::PhysicalPlanner::new(4, vec![]).create_plan(node)?;
+    Ok(datafusion::physical_plan::displayable(planned.as_ref())
+        .indent(true)
+        .to_string())
+}
+
+/// Runs `predicate` over the strings file: (the plan's text, the rows as "id,mode,comment,part").
 fn filter_strings(path: &std::path::Path, predicate: pb::Expr) -> Result<(String, Vec<String>)> {
     let columns = vec![
         field("id", ty(pb::TypeId::Int64)),
@@ -730,55 +763,21 @@ fn filter_strings(path: &std::path::Path, predicate: pb::Expr) -> Result<(String
         input: Some(Box::new(scan_node(path, columns.clone()))),
         predicate: Some(predicate),
     })));
-    let planned =
-        ballista_spark_core::planner::PhysicalPlanner::new(4, vec![]).create_plan(&filter)?;
-    let text = datafusion::physical_plan::displayable(planned.as_ref())
-        .indent(true)
-        .to_string();
+    let text = plan_text(&filter)?;
     let mut output = columns;
     output.push(field("part", ty(pb::TypeId::Int32)));
     let batches = run(&plan(filter, output), vec![])?;
-    let mut rows = vec![];
     for batch in &batches {
         // The plan above the filter gets plain strings, as Spark's schema says.
         assert_eq!(batch.column(1).data_type(), &DataType::Utf8);
         assert_eq!(batch.column(2).data_type(), &DataType::Utf8);
-        let (id, mode, comment) = (
-            batch.column(0).as_primitive::<Int64Type>(),
-            batch.column(1).as_string::<i32>(),
-            batch.column(2).as_string::<i32>(),
-        );
-        for i in 0..batch.num_rows() {
-            let text = |a: &arrow::array::StringArray| {
-                if a.is_null(i) {
-                    "null".to_string()
-                } else {
-                    a.value(i).to_string()
-                }
-            };
-            rows.push(format!("{}|{}|{}", id.value(i), text(mode), text(comment)));
-        }
     }
-    Ok((text, rows))
+    Ok((text, common::rows(&batches)))
 }
 
-/// The same rows computed in Rust from the data `write_strings` wrote.
-fn expected_strings(keep: impl Fn(i64, Option<&str>, Option<&str>) -> bool) -> Vec<String> {
-    let modes = ["MAIL", "SHIP", "AIR", "RAIL", "TRUCK"];
-    (0..40i64)
-        .filter_map(|i| {
-            let mode = (i % 7 != 3).then(|| modes[i as usize % modes.len()]);
-            let comment =
-                (i % 11 != 5).then(|| format!("a comment longer than twelve bytes, number {i}"));
-            keep(i, mode, comment.as_deref()).then(|| {
-                format!(
-                    "{i}|{}|{}",
-                    mode.unwrap_or("null"),
-                    comment.as_deref().unwrap_or("null")
-                )
-            })
-        })
-        .collect()
+/// "id,mode,comment,part" (the scan's partition value is 7).
+fn filtered_row(id: i64, mode: &str, comment: &str) -> String {
+    format!("{id},{mode},{comment},7")
 }
 
 #[test]
@@ -832,11 +831,14 @@ fn string_filters_over_a_scan_decode_views_and_return_plain_strings() -> Result<
         text.contains("CAST(mode@1 AS Utf8)"),
         "no views decoded:\n{text}"
     );
-    let expected = expected_strings(|i, mode, comment| {
-        matches!(mode, Some("MAIL" | "AIR"))
-            && comment.is_some_and(|c| c.contains("number 1"))
-            && i < 30
-    });
+    let expected = expected_strings(
+        |i, mode, comment| {
+            matches!(mode, Some("MAIL" | "AIR"))
+                && comment.is_some_and(|c| c.contains("number 1"))
+                && i < 30
+        },
+        filtered_row,
+    );
     assert!(!expected.is_empty());
     assert_eq!(rows, expected);
 
@@ -858,7 +860,10 @@ fn string_filters_over_a_scan_decode_views_and_return_plain_strings() -> Result<
     );
     assert_eq!(
         rows,
-        expected_strings(|_, mode, _| matches!(mode, Some("SHIP" | "TRUCK")))
+        expected_strings(
+            |_, mode, _| matches!(mode, Some("SHIP" | "TRUCK")),
+            filtered_row
+        )
     );
     Ok(())
 }
@@ -883,7 +888,10 @@ fn string_filters_views_cannot_take_read_plain_strings() -> Result<()> {
     );
     let (text, rows) = filter_strings(&path, predicate)?;
     assert!(!text.contains("CAST("), "views decoded:\n{text}");
-    assert_eq!(rows, expected_strings(|_, mode, _| mode == Some("SHIP")));
+    assert_eq!(
+        rows,
+        expected_strings(|_, mode, _| mode == Some("SHIP"), filtered_row)
+    );
     Ok(())
 }
 
@@ -913,11 +921,7 @@ fn string_columns_a_projection_drops_after_a_view_filter_are_not_copied() -> Res
             named(col(0, ty(pb::TypeId::Int64)), "id"),
         ],
     })));
-    let planned =
-        ballista_spark_core::planner::PhysicalPlanner::new(4, vec![]).create_plan(&projection)?;
-    let text = datafusion::physical_plan::displayable(planned.as_ref())
-        .indent(true)
-        .to_string();
+    let text = plan_text(&projection)?;
     assert!(text.contains("CAST(mode@1 AS Utf8)"), "{text}");
     assert!(!text.contains("CAST(comment@2"), "{text}");
     let output = vec![
@@ -925,29 +929,10 @@ fn string_columns_a_projection_drops_after_a_view_filter_are_not_copied() -> Res
         field("id", ty(pb::TypeId::Int64)),
     ];
     let batches = run(&plan(projection, output), vec![])?;
-    let mut rows = vec![];
-    for batch in &batches {
-        let (mode, id) = (
-            batch.column(0).as_string::<i32>(),
-            batch.column(1).as_primitive::<Int64Type>(),
-        );
-        for i in 0..batch.num_rows() {
-            let mode = if mode.is_null(i) {
-                "null"
-            } else {
-                mode.value(i)
-            };
-            rows.push(format!("{}|{mode}|", id.value(i)));
-        }
-    }
-    let expected: Vec<String> =
-        expected_strings(|_, _, comment| comment.is_some_and(|c| c.contains("number 2")))
-            .into_iter()
-            .map(|row| {
-                let mut parts = row.split('|');
-                format!("{}|{}|", parts.next().unwrap(), parts.next().unwrap())
-            })
-            .collect();
-    assert_eq!(rows, expected);
+    let expected = expected_strings(
+        |_, _, comment| comment.is_some_and(|c| c.contains("number 2")),
+        |id, mode, _| format!("{mode},{id}"),
+    );
+    assert_eq!(common::rows(&batches), expected);
     Ok(())
 }

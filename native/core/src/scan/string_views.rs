@@ -49,37 +49,24 @@ pub fn filter_takes_views(expr: &pb::Expr) -> bool {
     match kind {
         Kind::Column(c) => !c.data_type.as_ref().is_some_and(is_string),
         Kind::Literal(l) => !l.data_type.as_ref().is_some_and(is_string),
-        Kind::Binary(b) => {
-            let (Some(left), Some(right)) = (&b.left, &b.right) else {
-                return false;
-            };
-            if is_comparison(b.op) && (is_string_leaf(left) || is_string_leaf(right)) {
-                return is_string_leaf(left) && is_string_leaf(right);
+        Kind::Binary(b) if is_comparison(b.op) => {
+            let operands = children(expr);
+            if operands.iter().any(|e| is_string_leaf(e)) {
+                operands.iter().all(|e| is_string_leaf(e))
+            } else {
+                operands.into_iter().all(filter_takes_views)
             }
-            filter_takes_views(left) && filter_takes_views(right)
         }
-        Kind::Unary(u) => match &u.child {
-            Some(child)
-                if is_string_leaf(child)
-                    && matches!(
-                        pb::UnaryOp::try_from(u.op),
-                        Ok(pb::UnaryOp::IsNull | pb::UnaryOp::IsNotNull)
-                    ) =>
-            {
-                true
-            }
-            Some(child) => filter_takes_views(child),
-            None => false,
-        },
-        Kind::InList(i) => match &i.value {
-            Some(value) if is_string_leaf(value) => i.list.iter().all(is_string_literal),
-            Some(value) => filter_takes_views(value) && i.list.iter().all(filter_takes_views),
-            None => false,
-        },
-        Kind::Like(l) => match (&l.value, &l.pattern) {
-            (Some(value), Some(pattern)) => is_string_leaf(value) && is_string_literal(pattern),
-            _ => false,
-        },
+        Kind::Unary(u) if is_null_test(u.op) && u.child.as_deref().is_some_and(is_string_leaf) => {
+            true
+        }
+        Kind::InList(i) if i.value.as_deref().is_some_and(is_string_leaf) => {
+            i.list.iter().all(is_string_literal)
+        }
+        Kind::Like(l) => {
+            l.value.as_deref().is_some_and(is_string_leaf)
+                && l.pattern.as_deref().is_some_and(is_string_literal)
+        }
         _ => children(expr).into_iter().all(filter_takes_views),
     }
 }
@@ -89,11 +76,7 @@ fn children(expr: &pb::Expr) -> Vec<&pb::Expr> {
     use pb::expr::Kind;
     match &expr.kind {
         None | Some(Kind::Column(_) | Kind::Literal(_)) => vec![],
-        Some(Kind::Binary(b)) => [&b.left, &b.right]
-            .into_iter()
-            .flatten()
-            .map(|e| &**e)
-            .collect(),
+        Some(Kind::Binary(b)) => operands(&b.left, &b.right),
         Some(Kind::Unary(u)) => u.child.as_deref().into_iter().collect(),
         Some(Kind::Cast(c)) => c.child.as_deref().into_iter().collect(),
         Some(Kind::UnscaledValue(u)) => u.child.as_deref().into_iter().collect(),
@@ -106,19 +89,19 @@ fn children(expr: &pb::Expr) -> Vec<&pb::Expr> {
             .chain(c.else_expr.as_deref())
             .collect(),
         Some(Kind::InList(i)) => i.value.as_deref().into_iter().chain(&i.list).collect(),
-        Some(Kind::Like(l)) => [&l.value, &l.pattern]
-            .into_iter()
-            .flatten()
-            .map(|e| &**e)
-            .collect(),
+        Some(Kind::Like(l)) => operands(&l.value, &l.pattern),
         Some(Kind::DatePart(d)) => d.child.as_deref().into_iter().collect(),
-        Some(Kind::DateArithmetic(d)) => [&d.left, &d.right]
-            .into_iter()
-            .flatten()
-            .map(|e| &**e)
-            .collect(),
+        Some(Kind::DateArithmetic(d)) => operands(&d.left, &d.right),
         Some(Kind::ScalarFunction(f)) => f.args.iter().collect(),
     }
+}
+
+/// The operands of a two-operand expression that are set.
+fn operands<'a>(
+    left: &'a Option<Box<pb::Expr>>,
+    right: &'a Option<Box<pb::Expr>>,
+) -> Vec<&'a pb::Expr> {
+    [left, right].into_iter().flatten().map(|e| &**e).collect()
 }
 
 /// The input columns `exprs` read.
@@ -148,6 +131,13 @@ fn is_string_leaf(expr: &pb::Expr) -> bool {
 
 fn is_string_literal(expr: &pb::Expr) -> bool {
     matches!(&expr.kind, Some(pb::expr::Kind::Literal(l)) if l.data_type.as_ref().is_some_and(is_string))
+}
+
+fn is_null_test(op: i32) -> bool {
+    matches!(
+        pb::UnaryOp::try_from(op),
+        Ok(pb::UnaryOp::IsNull | pb::UnaryOp::IsNotNull)
+    )
 }
 
 fn is_comparison(op: i32) -> bool {

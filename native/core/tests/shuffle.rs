@@ -10,7 +10,7 @@ use arrow::array::{
     ArrayRef, AsArray, BinaryArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
-use ballista_spark_core::shuffle::murmur3::{pmod, spark_hash};
+use ballista_spark_core::kernels::murmur3::{pmod, spark_hash};
 use ballista_spark_proto as pb;
 use common::*;
 use datafusion::common::Result;

@@ -5,6 +5,7 @@
 //! tests); Spark-specific ones live in the submodules.
 
 pub mod arithmetic;
+pub mod bloom_filter;
 pub mod cast;
 pub mod datetime;
 pub mod decimal_scaling;
@@ -74,6 +75,7 @@ pub fn create_physical_expr(
         Kind::DatePart(d) => datetime::date_part(d, input_schema),
         Kind::DateArithmetic(d) => datetime::date_arithmetic(d, input_schema),
         Kind::ScalarFunction(f) => functions::scalar_function(f, input_schema),
+        Kind::BloomFilterMightContain(m) => bloom_filter::might_contain(m, input_schema),
         Kind::UnscaledValue(u) => {
             let child =
                 create_physical_expr(required(&u.child, "UnscaledValue child")?, input_schema)?;

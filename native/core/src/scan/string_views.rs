@@ -93,6 +93,7 @@ fn children(expr: &pb::Expr) -> Vec<&pb::Expr> {
         Some(Kind::DatePart(d)) => d.child.as_deref().into_iter().collect(),
         Some(Kind::DateArithmetic(d)) => operands(&d.left, &d.right),
         Some(Kind::ScalarFunction(f)) => f.args.iter().collect(),
+        Some(Kind::BloomFilterMightContain(m)) => operands(&m.bloom_filter, &m.value),
     }
 }
 

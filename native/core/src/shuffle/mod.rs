@@ -1,5 +1,5 @@
 //! Native shuffles with Spark's partitioning: the map side ([`writer`], [`file_writer`])
-//! splits a task's rows into partitions ([`partitioning`], with Spark's own [`murmur3`] hash)
+//! splits a task's rows into partitions ([`partitioning`], with Spark's own Murmur3 hash)
 //! and encodes them as Arrow IPC streams (in the column types of [`wire`]); the reduce side
 //! decodes them ([`reader`]) or fetches them from the executors' Arrow Flight servers
 //! ([`flight`]).
@@ -11,7 +11,6 @@
 
 pub mod file_writer;
 pub mod flight;
-pub mod murmur3;
 pub mod partitioning;
 pub mod reader;
 pub mod wire;

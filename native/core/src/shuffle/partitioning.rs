@@ -17,10 +17,10 @@ use ballista_spark_proto as pb;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_datafusion_err, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::murmur3::{pmod, spark_hash};
 use crate::expressions::kernel_expr::ArrayKernel;
 use crate::expressions::normalize::{NormalizeNanAndZero, normalize_if_float};
 use crate::expressions::{create_physical_expr, required};
+use crate::kernels::murmur3::{pmod, spark_hash};
 use crate::types::literal_value;
 
 /// A partitioner for one shuffle, with its expressions bound to the input schema.

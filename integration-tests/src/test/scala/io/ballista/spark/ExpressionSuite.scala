@@ -1,6 +1,11 @@
 package io.ballista.spark
 
-import org.apache.spark.sql.SparkSession
+import java.io.ByteArrayOutputStream
+
+import org.apache.spark.sql.{Column, SparkSession}
+import org.apache.spark.sql.catalyst.expressions.{BloomFilterMightContain, Literal, XXH64, XxHash64}
+import org.apache.spark.sql.functions.col
+import org.apache.spark.util.sketch.BloomFilter
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
 
@@ -193,5 +198,32 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
   test("decimal sum overflow gives null as in Spark") {
     check("SELECT sum(big * big) FROM edge", Aggregate)
     check("SELECT g, sum(CAST(big AS DECIMAL(38,10)) * 1000000000) FROM edge GROUP BY g", Aggregate)
+  }
+
+  test("might_contain tests Spark's own Bloom filter bit for bit, false positives included") {
+    SparkFixture.sampleTable(spark, "ids")
+    // A small filter of every tenth id: about a third of the other ids test positive too, and
+    // which ones depends on every bit and hash being Spark's.
+    val filter = BloomFilter.create(50, 256)
+    (0L until 1000L by 10).foreach(id => filter.putLong(XXH64.hashLong(id, 42L)))
+    val bytes = new ByteArrayOutputStream()
+    filter.writeTo(bytes)
+    val test = new Column(
+      BloomFilterMightContain(Literal(bytes.toByteArray), new XxHash64(Seq(col("id").expr)))
+    )
+    def ids(enabled: Boolean) = {
+      spark.conf.set("spark.ballista.enabled", enabled.toString)
+      val df = spark.table("ids").filter(test).select("id")
+      (df, df.collect().map(_.getLong(0)).sorted.toSeq)
+    }
+    val (_, expected) = ids(enabled = false)
+    val (df, actual) = ids(enabled = true)
+    assert(actual == expected)
+    assert(expected.count(_ % 10 == 0) == 100 && expected.size > 200, expected.size)
+    assert(SparkFixture.nativeOperatorNames(df).contains(Filter), df.queryExecution.executedPlan)
+    check(
+      "SELECT id, xxhash64(id), xxhash64(k, CAST(id AS INT), CAST(id AS STRING)) FROM ids",
+      Project
+    )
   }
 }

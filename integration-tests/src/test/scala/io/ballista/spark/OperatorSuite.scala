@@ -2,6 +2,7 @@ package io.ballista.spark
 
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.BallistaHashJoinExec
+import org.apache.spark.sql.catalyst.expressions.BloomFilterMightContain
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.{Inner, LeftAnti, LeftSemi}
 import org.scalatest.BeforeAndAfterAll
@@ -316,6 +317,34 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
     } finally {
       spark.conf.unset("spark.sql.adaptive.enabled")
     }
+  }
+
+  test("runtime Bloom filters: one side's filtered keys prune the other side natively") {
+    val settings = Seq(
+      "spark.sql.autoBroadcastJoinThreshold" -> "-1",
+      "spark.sql.optimizer.runtime.bloomFilter.applicationSideScanSizeThreshold" -> "1",
+      "spark.sql.optimizer.runtime.bloomFilter.creationSideThreshold" -> "1g"
+    )
+    settings.foreach { case (key, value) => spark.conf.set(key, value) }
+    try {
+      // The filtered side keeps ids below 500 whose g3 is 1: every row of big that joins one of
+      // them must pass the other side's Bloom filter test (long and string keys).
+      for (
+        sql <- Seq(
+          "SELECT b.id, b.d, s.id FROM big b JOIN big s ON b.id = s.g * 50 " +
+            "WHERE s.g3 = 1 AND s.id < 500",
+          "SELECT b.id, s.id FROM big b JOIN big s ON concat('k', b.g) = concat('k', s.id) " +
+            "WHERE s.g3 = 1 AND s.id < 500"
+        )
+      ) {
+        val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+        val tests = SparkFixture.operators(df.queryExecution.executedPlan).filter { op =>
+          op.nodeName == "BallistaFilter" &&
+          op.expressions.exists(_.exists(_.isInstanceOf[BloomFilterMightContain]))
+        }
+        assert(tests.nonEmpty, s"$sql\n${df.queryExecution.executedPlan}")
+      }
+    } finally settings.foreach { case (key, _) => spark.conf.unset(key) }
   }
 
   test("joins without adaptive execution") {

@@ -4,6 +4,7 @@ import com.google.protobuf.ByteString
 import io.ballista.spark.proto.{
   BinaryExpr,
   BinaryOp,
+  BloomFilterMightContain => PBloomFilterMightContain,
   BoundReference => PBound,
   CaseWhen => PCaseWhen,
   Cast => PCast,
@@ -83,6 +84,25 @@ object ExprSerde {
       TypeSerde.dataType(s.dataType)
       val value = if (onlyChecking.value) null else s.eval(null)
       Expr.newBuilder().setLiteral(literal(Literal.create(value, s.dataType))).build()
+
+    // Spark's runtime filter: the Bloom filter comes from a subquery Spark runs before the
+    // plan that tests against it (possibly one of several merged into a struct).
+    case m: BloomFilterMightContain =>
+      if (m.bloomFilterExpression.references.nonEmpty) {
+        NotNative("might_contain with a Bloom filter computed per row")
+      }
+      val filter = if (onlyChecking.value) null else m.bloomFilterExpression.eval(null)
+      val b = PBloomFilterMightContain
+        .newBuilder()
+        .setBloomFilter(Expr.newBuilder().setLiteral(literal(filter, BinaryType)))
+        .setValue(translate(m.valueExpression))
+      Expr.newBuilder().setBloomFilterMightContain(b).build()
+    case x: XxHash64 =>
+      if (x.seed != XxHash64DefaultSeed) NotNative(s"xxhash64 with seed ${x.seed}")
+      x.children.map(_.dataType).filterNot(xxhash64Type).foreach { t =>
+        NotNative(s"xxhash64 of ${t.simpleString} is not supported natively")
+      }
+      function("xxhash64", x.children, LongType)
 
     case a: Add => arithmetic(BinaryOp.BINARY_OP_ADD, a.left, a.right, a.dataType, a.evalMode)
     case s: Subtract =>
@@ -199,6 +219,17 @@ object ExprSerde {
         s"expression ${other.prettyName} (${other.getClass.getSimpleName}) is not " +
           "supported natively"
       )
+  }
+
+  /** The seed of Spark's `xxhash64` function and runtime filters, the one native hash uses. */
+  private val XxHash64DefaultSeed = 42L
+
+  /** The types native `xxhash64` hashes exactly as Spark's `XxHash64` does. */
+  private def xxhash64Type(t: DataType): Boolean = t match {
+    case ByteType | ShortType | IntegerType | LongType | DateType | StringType | BinaryType |
+        TimestampType | TimestampNTZType =>
+      true
+    case _ => false
   }
 
   private def caseWhen(

@@ -1,5 +1,5 @@
-//! Spark's `Murmur3Hash` (the `hash()` SQL function, and what `HashPartitioning` partitions
-//! by), bit for bit.
+//! Spark's `Murmur3Hash` (the `hash()` SQL function, what `HashPartitioning` partitions by,
+//! and the hash behind Spark's Bloom filters), bit for bit.
 //!
 //! A native shuffle must put every row in the partition Spark would, because the other side
 //! of a join or the rest of an aggregation may be shuffled by Spark itself. Spark's variant

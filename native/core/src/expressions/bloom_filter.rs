@@ -1,0 +1,139 @@
+//! `might_contain(bloom filter, value)`: Spark's runtime filter test
+//! (`BloomFilterMightContain`), over a filter Spark serialized.
+
+use std::fmt::{self, Display, Formatter};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::datatypes::{DataType, Int64Type, Schema};
+use ballista_spark_proto as pb;
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+
+use super::kernel_expr::{ArrayKernel, KernelExpr};
+use super::{create_physical_expr, required};
+use crate::kernels::bloom_filter::SparkBloomFilter;
+
+/// The test against one filter, read once when the plan is built. A null filter (what Spark's
+/// `bloom_filter_agg` gives over no rows) makes every result null, as in Spark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MightContain {
+    filter: Option<Arc<SparkBloomFilter>>,
+}
+
+impl Hash for MightContain {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The shape is enough for a hash consistent with equality; hashing megabytes of bits
+        // for every lookup of the expression is not.
+        self.filter
+            .as_ref()
+            .map(|f| (f.num_hash_functions(), f.bit_size()))
+            .hash(state);
+    }
+}
+
+impl Display for MightContain {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match &self.filter {
+            Some(filter) => write!(
+                f,
+                "might_contain[{} bits, {} hashes]",
+                filter.bit_size(),
+                filter.num_hash_functions()
+            ),
+            None => write!(f, "might_contain[null]"),
+        }
+    }
+}
+
+impl ArrayKernel for MightContain {
+    fn return_type(&self, input: &DataType) -> Result<DataType> {
+        match input {
+            DataType::Int64 => Ok(DataType::Boolean),
+            t => exec_err!("might_contain of {t} (Spark tests longs)"),
+        }
+    }
+
+    fn introduces_nulls(&self) -> bool {
+        self.filter.is_none()
+    }
+
+    fn apply(&self, input: &ArrayRef) -> Result<ArrayRef> {
+        let Some(filter) = &self.filter else {
+            return Ok(Arc::new(BooleanArray::new_null(input.len())));
+        };
+        let values = input.as_primitive::<Int64Type>();
+        let found = values
+            .values()
+            .iter()
+            .map(|&v| filter.might_contain_long(v))
+            .collect::<Vec<_>>();
+        Ok(Arc::new(BooleanArray::new(
+            found.into(),
+            values.nulls().cloned(),
+        )))
+    }
+}
+
+/// The expression for `m`, whose filter must be a binary literal (Spark evaluated the
+/// subquery that built it before the plan).
+pub fn might_contain(
+    m: &pb::BloomFilterMightContain,
+    schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    let filter_expr = create_physical_expr(required(&m.bloom_filter, "Bloom filter")?, schema)?;
+    let filter = match filter_expr.downcast_ref::<Literal>().map(|l| l.value()) {
+        Some(ScalarValue::Binary(Some(bytes))) => {
+            Some(Arc::new(SparkBloomFilter::from_spark_bytes(bytes)?))
+        }
+        Some(ScalarValue::Binary(None) | ScalarValue::Null) => None,
+        _ => return plan_err!("might_contain takes a binary literal as its Bloom filter"),
+    };
+    let value = create_physical_expr(required(&m.value, "might_contain value")?, schema)?;
+    KernelExpr::try_new(value, MightContain { filter }, schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::Field;
+    use datafusion::physical_expr::expressions::col;
+
+    fn test(filter: Option<SparkBloomFilter>, values: Int64Array) -> Result<BooleanArray> {
+        let schema = Schema::new(vec![Field::new("h", DataType::Int64, true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(values)])?;
+        let expr = KernelExpr::try_new(
+            col("h", &schema)?,
+            MightContain {
+                filter: filter.map(Arc::new),
+            },
+            &schema,
+        )?;
+        let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+        Ok(result.as_boolean().clone())
+    }
+
+    #[test]
+    fn tests_each_value_and_keeps_nulls() -> Result<()> {
+        let mut filter = SparkBloomFilter::new(100, 4096)?;
+        filter.put_long(7);
+        filter.put_long(-9);
+        let result = test(
+            Some(filter),
+            Int64Array::from(vec![Some(7), None, Some(-9), Some(8)]),
+        )?;
+        let expected = BooleanArray::from(vec![Some(true), None, Some(true), Some(false)]);
+        assert_eq!(result, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_null_filter_gives_nulls() -> Result<()> {
+        let result = test(None, Int64Array::from(vec![1, 2]))?;
+        assert_eq!(result.null_count(), 2);
+        Ok(())
+    }
+}

@@ -10,7 +10,9 @@
 //! | `avg` | `sum: double / decimal(p+10, s), count: long` | [`spark_avg::SparkAvg`] |
 //! | `count` | `count: long` | DataFusion `count` |
 //! | `min`, `max` | `value` | DataFusion `min`, `max` |
+//! | `bloom_filter_agg` | `buf: binary` (the serialized filter) | [`bloom_filter::SparkBloomFilterAgg`] |
 
+pub mod bloom_filter;
 pub mod spark_avg;
 pub mod spark_sum;
 
@@ -57,7 +59,7 @@ pub fn create_aggregate_expr(
         );
     };
     let arg_type = arrow_type(arg_type)?;
-    let (udaf, buffer_input_type) = function_for(kind, &arg_type, mode)?;
+    let (udaf, buffer_input_type) = function_for(function, kind, &arg_type, mode)?;
 
     let (arg, schema) = match phase {
         Phase::Partial => {
@@ -104,6 +106,7 @@ pub fn create_aggregate_expr(
 /// The function implementing `kind` over `arg_type`, and the type its input must be cast to
 /// first (Spark casts the input of `sum` and `avg` to the buffer's type).
 fn function_for(
+    function: &pb::AggregateFunction,
     kind: pb::AggregateFunctionKind,
     arg_type: &DataType,
     mode: EvalMode,
@@ -131,6 +134,15 @@ fn function_for(
         K::Count => (count_udaf().as_ref().clone(), arg_type.clone()),
         K::Min => (min_max::min_udaf().as_ref().clone(), arg_type.clone()),
         K::Max => (min_max::max_udaf().as_ref().clone(), arg_type.clone()),
+        K::BloomFilter if arg_type == &DataType::Int64 => {
+            let shape = function
+                .bloom_filter
+                .as_ref()
+                .ok_or_else(|| plan_datafusion_err!("Bloom filter shape not set"))?;
+            let udaf =
+                bloom_filter::SparkBloomFilterAgg::new(shape.num_hash_functions, shape.num_words);
+            (AggregateUDF::new_from_impl(udaf), DataType::Int64)
+        }
         _ => return plan_err!("unsupported aggregate {kind:?} over {arg_type} ({mode:?})"),
     })
 }

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn tests_each_value_and_keeps_nulls() -> Result<()> {
-        let mut filter = SparkBloomFilter::new(100, 4096)?;
+        let mut filter = SparkBloomFilter::with_shape(4, 64)?;
         filter.put_long(7);
         filter.put_long(-9);
         let result = test(

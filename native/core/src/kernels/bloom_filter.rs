@@ -23,22 +23,17 @@ pub struct SparkBloomFilter {
 }
 
 impl SparkBloomFilter {
-    /// An empty filter sized as Spark's `BloomFilter.create(expectedNumItems, numBits)`.
-    pub fn new(expected_items: u64, num_bits: u64) -> Result<Self> {
-        if expected_items == 0 || num_bits == 0 {
+    /// An empty filter of `num_words` 64-bit words probed by `num_hash_functions` hashes: the
+    /// shape Spark's `BloomFilter.create(expectedNumItems, numBits)` chose for the aggregate.
+    pub fn with_shape(num_hash_functions: u32, num_words: u32) -> Result<Self> {
+        if num_hash_functions == 0 || num_words == 0 || num_words > i32::MAX as u32 {
             return exec_err!(
-                "a Bloom filter needs items ({expected_items}) and bits ({num_bits})"
+                "a Bloom filter of {num_words} words and {num_hash_functions} hash functions"
             );
         }
-        let words = num_bits.div_ceil(64);
-        if words > i32::MAX as u64 {
-            return exec_err!("a Bloom filter of {num_bits} bits is larger than Spark allows");
-        }
-        // Spark's `optimalNumOfHashFunctions`: round(m / n * ln 2), at least one.
-        let k = ((num_bits as f64 / expected_items as f64) * std::f64::consts::LN_2).round();
         Ok(Self {
-            num_hash_functions: (k as u32).max(1),
-            words: vec![0; words as usize],
+            num_hash_functions,
+            words: vec![0; num_words as usize],
         })
     }
 
@@ -94,6 +89,11 @@ impl SparkBloomFilter {
         self.words.len() as u64 * 64
     }
 
+    /// Whether no item was put (Spark's aggregate then gives null rather than a filter).
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
     /// `BloomFilterImpl.putLong`.
     pub fn put_long(&mut self, item: i64) {
         let bit_size = self.bit_size();
@@ -140,18 +140,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sized_like_spark() -> Result<()> {
-        // Spark's runtime filter defaults: 1,000,000 expected items in 8,388,608 bits.
-        let filter = SparkBloomFilter::new(1_000_000, 8_388_608)?;
-        assert_eq!(filter.num_hash_functions(), 6);
-        assert_eq!(filter.bit_size(), 8_388_608);
-        assert_eq!(SparkBloomFilter::new(10, 100)?.bit_size(), 128);
-        Ok(())
-    }
-
-    #[test]
     fn items_put_are_found_and_most_others_are_not() -> Result<()> {
-        let mut filter = SparkBloomFilter::new(1000, 16 * 1024)?;
+        let mut filter = SparkBloomFilter::with_shape(7, 256)?;
         for item in (0..1000).map(|i| i * 7919 - 3_000_000) {
             filter.put_long(item);
         }
@@ -165,8 +155,10 @@ mod tests {
 
     #[test]
     fn serialized_form_round_trips_and_is_checked() -> Result<()> {
-        let mut filter = SparkBloomFilter::new(100, 1000)?;
+        let mut filter = SparkBloomFilter::with_shape(7, 16)?;
+        assert!(filter.is_empty());
         filter.put_long(42);
+        assert!(!filter.is_empty());
         let bytes = filter.to_spark_bytes();
         assert_eq!(&bytes[..12], &[0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 16]);
         let read = SparkBloomFilter::from_spark_bytes(&bytes)?;
@@ -184,14 +176,14 @@ mod tests {
     #[test]
     fn merge_is_the_union() -> Result<()> {
         let (mut a, mut b) = (
-            SparkBloomFilter::new(10, 640)?,
-            SparkBloomFilter::new(10, 640)?,
+            SparkBloomFilter::with_shape(4, 10)?,
+            SparkBloomFilter::with_shape(4, 10)?,
         );
         a.put_long(1);
         b.put_long(2);
         a.merge(&b)?;
         assert!(a.might_contain_long(1) && a.might_contain_long(2));
-        assert!(a.merge(&SparkBloomFilter::new(10, 1280)?).is_err());
+        assert!(a.merge(&SparkBloomFilter::with_shape(4, 20)?).is_err());
         Ok(())
     }
 }

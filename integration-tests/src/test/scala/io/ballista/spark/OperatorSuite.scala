@@ -5,6 +5,7 @@ import org.apache.spark.sql.ballista.execution.BallistaHashJoinExec
 import org.apache.spark.sql.catalyst.expressions.BloomFilterMightContain
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.{Inner, LeftAnti, LeftSemi}
+import org.apache.spark.sql.execution.ScalarSubquery
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
 
@@ -343,6 +344,13 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
           op.expressions.exists(_.exists(_.isInstanceOf[BloomFilterMightContain]))
         }
         assert(tests.nonEmpty, s"$sql\n${df.queryExecution.executedPlan}")
+        // The subquery that builds the filter aggregates natively too.
+        val builders = tests
+          .flatMap(_.expressions)
+          .flatMap(_.collect { case s: ScalarSubquery => SparkFixture.operators(s.plan) })
+          .flatten
+          .filter(_.nodeName == "BallistaHashAggregate")
+        assert(builders.exists(_.toString.contains("bloom_filter_agg")), builders)
       }
     } finally settings.foreach { case (key, _) => spark.conf.unset(key) }
   }

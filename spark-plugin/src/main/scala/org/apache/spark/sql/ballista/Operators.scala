@@ -24,6 +24,7 @@ import org.apache.spark.sql.execution.adaptive.QueryStageExec
 import org.apache.spark.sql.execution.aggregate.{
   BaseAggregateExec,
   HashAggregateExec,
+  ObjectHashAggregateExec,
   SortAggregateExec
 }
 import org.apache.spark.sql.execution.exchange.{
@@ -72,6 +73,9 @@ object Operators {
       // strings) or its input is already sorted (replaceHashWithSortAgg). The native hash
       // aggregate computes the same buffers and sorts its output to keep the ordering.
       case agg: SortAggregateExec => hashAggregate(agg, conf)
+      // Spark's aggregation of functions with object buffers (of those, the native side
+      // computes bloom_filter_agg, whose buffer is the serialized filter).
+      case agg: ObjectHashAggregateExec => hashAggregate(agg, conf)
 
       // Sorting pays off natively whatever the input, so a Spark input (e.g. a shuffle) is
       // read as Arrow.

@@ -160,8 +160,8 @@ case class BallistaProjectExec(
 }
 
 /**
- * Spark's `HashAggregateExec` or `SortAggregateExec` in its partial or final phase, with
- * Spark's aggregation buffer layout between the two (see `AggregateSerde`).
+ * Spark's `HashAggregateExec`, `SortAggregateExec` or `ObjectHashAggregateExec` in its partial
+ * or final phase, with Spark's aggregation buffer layout between the two (see `AggregateSerde`).
  *
  * A sort aggregate's output is sorted by its grouping keys (ascending, nulls first), which
  * Spark's parents rely on without sorting again; the native hash aggregate does not keep any

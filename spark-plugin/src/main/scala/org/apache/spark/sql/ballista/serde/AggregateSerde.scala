@@ -1,8 +1,11 @@
 package org.apache.spark.sql.ballista.serde
 
+import java.nio.ByteBuffer
+
 import io.ballista.spark.proto.{
   AggregateFunction => PAggregateFunction,
   AggregateFunctionKind,
+  BloomFilterShape,
   EvalMode => PEvalMode
 }
 import org.apache.spark.sql.catalyst.expressions.{Attribute, EvalMode, Expression}
@@ -38,6 +41,10 @@ object AggregateSerde {
       .setResultType(TypeSerde.dataType(expr.aggregateFunction.dataType))
       .setEvalMode(mode)
       .setName(TypeSerde.columnName(expr.resultAttribute))
+    expr.aggregateFunction match {
+      case bloom: BloomFilterAggregate => b.setBloomFilter(bloomFilterShape(bloom))
+      case _ =>
+    }
     input.foreach { attrs =>
       b.addArgs(ExprSerde.toProto(arg, attrs))
       expr.filter.foreach(f => b.setFilter(ExprSerde.toProto(f, attrs)))
@@ -87,7 +94,32 @@ object AggregateSerde {
         minMaxArg(m.child),
         PEvalMode.EVAL_MODE_LEGACY
       )
+    // Spark's runtime filters build their Bloom filter over xxhash64 of the join keys.
+    case b: BloomFilterAggregate =>
+      if (b.child.dataType != LongType) {
+        NotNative(s"bloom_filter_agg over ${b.child.dataType.simpleString}")
+      }
+      (
+        AggregateFunctionKind.AGGREGATE_FUNCTION_KIND_BLOOM_FILTER,
+        b.child,
+        PEvalMode.EVAL_MODE_LEGACY
+      )
     case other => NotNative(s"aggregate function ${other.prettyName} is not supported natively")
+  }
+
+  /**
+   * The shape of the filter Spark's own aggregation would create (the expected items and bits
+   * it was planned with, capped by the session's maximums), read from the header of an empty
+   * one as Spark serializes it: version, number of hash functions, number of 64-bit words.
+   */
+  private def bloomFilterShape(b: BloomFilterAggregate): BloomFilterShape = {
+    val header = ByteBuffer.wrap(b.serialize(b.createAggregationBuffer()))
+    header.getInt()
+    BloomFilterShape
+      .newBuilder()
+      .setNumHashFunctions(header.getInt())
+      .setNumWords(header.getInt())
+      .build()
   }
 
   private def minMaxArg(child: Expression): Expression = child.dataType match {

@@ -382,6 +382,7 @@ fn aggregate_function(
         eval_mode: pb::EvalMode::Legacy as i32,
         name: name.into(),
         filter: None,
+        bloom_filter: None,
     }
 }
 

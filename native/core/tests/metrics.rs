@@ -135,7 +135,7 @@ fn a_hash_aggregate_reports_its_peak_memory() -> Result<()> {
         result_type: Some(long_ty()),
         eval_mode: pb::EvalMode::Legacy as i32,
         name: "count".into(),
-        filter: None,
+        ..Default::default()
     };
     let aggregate = tagged(
         pb::plan_node::Kind::HashAggregate(Box::new(pb::HashAggregate {

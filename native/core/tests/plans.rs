@@ -381,8 +381,7 @@ fn aggregate_function(
         result_type: Some(result_type),
         eval_mode: pb::EvalMode::Legacy as i32,
         name: name.into(),
-        filter: None,
-        bloom_filter: None,
+        ..Default::default()
     }
 }
 

@@ -122,7 +122,7 @@ fn aggregate(
                 result_type: Some(result_type),
                 eval_mode: pb::EvalMode::Legacy as i32,
                 name: name.into(),
-                filter: None,
+                ..Default::default()
             },
         )),
         frame,

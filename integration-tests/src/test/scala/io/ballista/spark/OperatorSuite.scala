@@ -5,7 +5,7 @@ import org.apache.spark.sql.ballista.execution.BallistaHashJoinExec
 import org.apache.spark.sql.catalyst.expressions.BloomFilterMightContain
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.{Inner, LeftAnti, LeftSemi}
-import org.apache.spark.sql.execution.ScalarSubquery
+import org.apache.spark.sql.execution.{ScalarSubquery, SparkPlan}
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
 
@@ -323,10 +323,10 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
   test("runtime Bloom filters: one side's filtered keys prune the other side natively") {
     val settings = Seq(
       "spark.sql.autoBroadcastJoinThreshold" -> "-1",
-      "spark.sql.optimizer.runtime.bloomFilter.applicationSideScanSizeThreshold" -> "1",
-      "spark.sql.optimizer.runtime.bloomFilter.creationSideThreshold" -> "1g"
+      "spark.sql.optimizer.runtime.bloomFilter.applicationSideScanSizeThreshold" -> "1"
     )
     settings.foreach { case (key, value) => spark.conf.set(key, value) }
+    val ratio = "spark.ballista.runtimeFilter.minScanRatio"
     try {
       // The filtered side keeps ids below 500 whose g3 is 1: every row of big that joins one of
       // them must pass the other side's Bloom filter test (long and string keys).
@@ -338,11 +338,10 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
             "WHERE s.g3 = 1 AND s.id < 500"
         )
       ) {
+        // Both sides scan the same table: the filter stays only with the ratio lowered to 1.
+        spark.conf.set(ratio, "1")
         val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
-        val tests = SparkFixture.operators(df.queryExecution.executedPlan).filter { op =>
-          op.nodeName == "BallistaFilter" &&
-          op.expressions.exists(_.exists(_.isInstanceOf[BloomFilterMightContain]))
-        }
+        val tests = runtimeFilterTests(df.queryExecution.executedPlan)
         assert(tests.nonEmpty, s"$sql\n${df.queryExecution.executedPlan}")
         // The subquery that builds the filter aggregates natively too.
         val builders = tests
@@ -351,9 +350,20 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
           .flatten
           .filter(_.nodeName == "BallistaHashAggregate")
         assert(builders.exists(_.toString.contains("bloom_filter_agg")), builders)
+
+        spark.conf.unset(ratio)
+        val dropped = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+        assert(runtimeFilterTests(dropped.queryExecution.executedPlan).isEmpty)
       }
-    } finally settings.foreach { case (key, _) => spark.conf.unset(key) }
+    } finally (settings.map(_._1) :+ ratio).foreach(spark.conf.unset)
   }
+
+  /** The native filters of `plan` that test rows against a runtime Bloom filter. */
+  private def runtimeFilterTests(plan: SparkPlan): Seq[SparkPlan] =
+    SparkFixture.operators(plan).filter { op =>
+      op.nodeName == "BallistaFilter" &&
+      op.expressions.exists(_.exists(_.isInstanceOf[BloomFilterMightContain]))
+    }
 
   test("joins without adaptive execution") {
     spark.conf.set("spark.sql.adaptive.enabled", "false")

@@ -88,6 +88,28 @@ object BallistaConf {
       "so that they see only the rows that survive those joins."
   )
 
+  val RuntimeFilterMinScanRatio: PositiveIntEntry = PositiveIntEntry(
+    "spark.ballista.runtimeFilter.minScanRatio",
+    default = 8,
+    "Keep a runtime Bloom filter of a native filter only where the largest scan it tests is at " +
+      "least this many times the estimated size of the side that builds it."
+  )
+
+  /**
+   * Spark's runtime Bloom filter settings as the plugin sets them (where the application has
+   * not): Spark only applies runtime filters to scans of 10 GiB and more, because building and
+   * testing them row by row in the JVM costs much of what they save; built and tested
+   * natively, they pay off on scans of a few hundred megabytes already, and as large a filter
+   * as Spark allows keeps false positives rare. Which filters stay is then decided by
+   * `RuntimeFilterMinScanRatio`.
+   */
+  val RuntimeFilterSettings: Seq[(String, String)] = Seq(
+    "spark.sql.optimizer.runtime.bloomFilter.applicationSideScanSizeThreshold" -> "128m",
+    "spark.sql.optimizer.runtime.bloomFilter.creationSideThreshold" -> "1g",
+    "spark.sql.optimizer.runtime.bloomFilter.expectedNumItems" -> "4000000",
+    "spark.sql.optimizer.runtime.bloomFilter.numBits" -> "67108864"
+  )
+
   val HashJoinMaxBuildBytes: BytesEntry = BytesEntry(
     "spark.ballista.join.hashJoinMaxBuildBytes",
     "The largest build-side partition (compressed shuffle bytes) for which a sort-merge join " +

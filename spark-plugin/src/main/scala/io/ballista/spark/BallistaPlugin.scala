@@ -47,6 +47,7 @@ class BallistaDriverPlugin extends DriverPlugin with Logging {
     if (!existing.contains(ours)) {
       conf.set(key, (existing :+ ours).mkString(","))
     }
+    BallistaConf.RuntimeFilterSettings.foreach { case (k, v) => conf.setIfMissing(k, v) }
     logInfo(
       s"Ballista for Spark ${BallistaPlugin.version} active on the driver " +
         s"(${BallistaConf.Enabled.key}=${conf.get(BallistaConf.Enabled.key, "true")})"

@@ -59,8 +59,9 @@ object Operators {
 
       case filter: FilterExec =>
         requireNativeChild(filter.child)
-        ExprSerde.toProto(filter.condition, filter.child.output)
-        BallistaFilterExec(filter.condition, filter.child, filter)
+        val condition = RuntimeFilters.prune(filter, conf)
+        ExprSerde.toProto(condition, filter.child.output)
+        BallistaFilterExec(condition, filter.child, filter)
 
       case project: ProjectExec =>
         requireNativeChild(project.child)

@@ -4,8 +4,10 @@
 use std::fmt::{self, Display, Formatter};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Int64Type, Schema};
 use ballista_spark_proto as pb;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
@@ -18,20 +20,55 @@ use crate::kernels::bloom_filter::SparkBloomFilter;
 
 /// The test against one filter, read once when the plan is built. A null filter (what Spark's
 /// `bloom_filter_agg` gives over no rows) makes every result null, as in Spark.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MightContain {
     filter: Option<Arc<SparkBloomFilter>>,
+    pass_rate: PassRate,
 }
 
-impl Hash for MightContain {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The shape is enough for a hash consistent with equality; hashing megabytes of bits
-        // for every lookup of the expression is not.
-        self.filter
-            .as_ref()
-            .map(|f| (f.num_hash_functions(), f.bit_size()))
-            .hash(state);
+/// How many rows of the task passed the test so far. A runtime filter only saves work when
+/// it removes most rows; one that lets more than half pass (a filter of most keys, or one
+/// saturated with false positives) costs more in hashing and probing, mostly cache misses,
+/// than the rows it removes save downstream. So once [`PassRate::SAMPLE_ROWS`] rows have
+/// been tested and more than half passed, every later row passes untested: a Bloom filter
+/// only ever removes rows that cannot join, so passing more rows never changes a result.
+#[derive(Debug, Clone, Default)]
+struct PassRate(Arc<PassCounts>);
+
+#[derive(Debug, Default)]
+struct PassCounts {
+    tested: AtomicU64,
+    passed: AtomicU64,
+    off: AtomicBool,
+}
+
+impl PassRate {
+    const SAMPLE_ROWS: u64 = 65_536;
+
+    fn testing(&self) -> bool {
+        !self.0.off.load(Ordering::Relaxed)
     }
+
+    fn record(&self, tested: u64, passed: u64) {
+        let tested = self.0.tested.fetch_add(tested, Ordering::Relaxed) + tested;
+        let passed = self.0.passed.fetch_add(passed, Ordering::Relaxed) + passed;
+        if tested >= Self::SAMPLE_ROWS && passed * 2 > tested {
+            self.0.off.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+// Counts are not part of what the test is.
+impl PartialEq for PassRate {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PassRate {}
+
+impl Hash for PassRate {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
 }
 
 impl Display for MightContain {
@@ -65,15 +102,19 @@ impl ArrayKernel for MightContain {
             return Ok(Arc::new(BooleanArray::new_null(input.len())));
         };
         let values = input.as_primitive::<Int64Type>();
-        let found = values
-            .values()
-            .iter()
-            .map(|&v| filter.might_contain_long(v))
-            .collect::<Vec<_>>();
-        Ok(Arc::new(BooleanArray::new(
-            found.into(),
-            values.nulls().cloned(),
-        )))
+        let found = if self.pass_rate.testing() {
+            let found = values
+                .values()
+                .iter()
+                .map(|&v| filter.might_contain_long(v))
+                .collect::<BooleanBuffer>();
+            self.pass_rate
+                .record(found.len() as u64, found.count_set_bits() as u64);
+            found
+        } else {
+            BooleanBuffer::new_set(values.len())
+        };
+        Ok(Arc::new(BooleanArray::new(found, values.nulls().cloned())))
     }
 }
 
@@ -92,7 +133,14 @@ pub fn might_contain(
         _ => return plan_err!("might_contain takes a binary literal as its Bloom filter"),
     };
     let value = create_physical_expr(required(&m.value, "might_contain value")?, schema)?;
-    KernelExpr::try_new(value, MightContain { filter }, schema)
+    KernelExpr::try_new(
+        value,
+        MightContain {
+            filter,
+            pass_rate: PassRate::default(),
+        },
+        schema,
+    )
 }
 
 #[cfg(test)]
@@ -109,6 +157,7 @@ mod tests {
             col("h", &schema)?,
             MightContain {
                 filter: filter.map(Arc::new),
+                pass_rate: PassRate::default(),
             },
             &schema,
         )?;
@@ -127,6 +176,35 @@ mod tests {
         )?;
         let expected = BooleanArray::from(vec![Some(true), None, Some(true), Some(false)]);
         assert_eq!(result, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_filter_most_rows_pass_stops_testing() -> Result<()> {
+        let mut filter = SparkBloomFilter::with_shape(4, 1 << 16)?;
+        (0..70_000).for_each(|v| filter.put_long(v));
+        let schema = Schema::new(vec![Field::new("h", DataType::Int64, true)]);
+        let expr = KernelExpr::try_new(
+            col("h", &schema)?,
+            MightContain {
+                filter: Some(Arc::new(filter)),
+                pass_rate: PassRate::default(),
+            },
+            &schema,
+        )?;
+        let test = |values: Vec<i64>| -> Result<usize> {
+            let batch = RecordBatch::try_new(
+                Arc::new(schema.clone()),
+                vec![Arc::new(Int64Array::from(values))],
+            )?;
+            let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+            Ok(result.as_boolean().true_count())
+        };
+        // Rows the filter lacks are removed while it is tested...
+        assert_eq!(test((1_000_000..1_000_100).collect())?, 0);
+        // ...until more than half of enough rows passed: then all pass.
+        assert_eq!(test((0..70_000).collect())?, 70_000);
+        assert_eq!(test((1_000_000..1_000_100).collect())?, 100);
         Ok(())
     }
 

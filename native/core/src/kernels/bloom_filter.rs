@@ -7,9 +7,19 @@
 //! two as Spark's serialized bytes, so a native test must read that format and probe exactly
 //! the bits Spark set: a bit missed would drop a row that joins.
 
+use std::hash::{Hash, Hasher};
+
 use datafusion::common::{Result, exec_err};
 
 use super::murmur3::hash_long;
+
+impl Hash for SparkBloomFilter {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The shape is enough for a hash consistent with equality; hashing megabytes of bits
+        // for every lookup of an expression holding the filter is not.
+        (self.num_hash_functions(), self.bit_size()).hash(state);
+    }
+}
 
 /// The only serialization version Spark 3.5 writes (`BloomFilter.Version.V1`).
 const VERSION_1: i32 = 1;
@@ -130,8 +140,13 @@ fn bit_indices(item: i64, k: u32, bit_size: u64) -> impl Iterator<Item = u64> {
     let h2 = hash_long(item, h1 as u32) as i32;
     (1..=k as i32).map(move |i| {
         let combined = h1.wrapping_add(i.wrapping_mul(h2));
-        let positive = if combined < 0 { !combined } else { combined };
-        positive as u64 % bit_size
+        let positive = (if combined < 0 { !combined } else { combined }) as u32;
+        // The same remainder as Spark's `long` one, in 32 bits where the bit count fits (a
+        // 64-bit division costs several times more, and probing is per row).
+        match u32::try_from(bit_size) {
+            Ok(bits) => u64::from(positive % bits),
+            Err(_) => u64::from(positive),
+        }
     })
 }
 

@@ -5,6 +5,7 @@ import java.io.ByteArrayOutputStream
 import org.apache.spark.sql.{Column, SparkSession}
 import org.apache.spark.sql.catalyst.expressions.{BloomFilterMightContain, Literal, XXH64, XxHash64}
 import org.apache.spark.sql.functions.col
+import org.apache.spark.sql.types.BinaryType
 import org.apache.spark.util.sketch.BloomFilter
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
@@ -208,12 +209,13 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
     (0L until 1000L by 10).foreach(id => filter.putLong(XXH64.hashLong(id, 42L)))
     val bytes = new ByteArrayOutputStream()
     filter.writeTo(bytes)
-    val test = new Column(
-      BloomFilterMightContain(Literal(bytes.toByteArray), new XxHash64(Seq(col("id").expr)))
-    )
+    def test(filter: Array[Byte]) =
+      new Column(
+        BloomFilterMightContain(Literal(filter, BinaryType), new XxHash64(Seq(col("id").expr)))
+      )
     def ids(enabled: Boolean) = {
       spark.conf.set("spark.ballista.enabled", enabled.toString)
-      val df = spark.table("ids").filter(test).select("id")
+      val df = spark.table("ids").filter(test(bytes.toByteArray)).select("id")
       (df, df.collect().map(_.getLong(0)).sorted.toSeq)
     }
     val (_, expected) = ids(enabled = false)
@@ -221,6 +223,17 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
     assert(actual == expected)
     assert(expected.count(_ % 10 == 0) == 100 && expected.size > 200, expected.size)
     assert(SparkFixture.nativeOperatorNames(df).contains(Filter), df.queryExecution.executedPlan)
+    // As a value, and against a null filter (what Spark builds from no rows): null.
+    def values(enabled: Boolean) = {
+      spark.conf.set("spark.ballista.enabled", enabled.toString)
+      val df = spark
+        .table("ids")
+        .select(col("id"), test(bytes.toByteArray).as("m"), test(null).as("n"))
+      (df, df.collect().map(_.toString).sorted.toSeq)
+    }
+    val (projected, nativeValues) = values(enabled = true)
+    assert(nativeValues == values(enabled = false)._2)
+    assert(SparkFixture.nativeOperatorNames(projected).contains(Project))
     check(
       "SELECT id, xxhash64(id), xxhash64(k, CAST(id AS INT), CAST(id AS STRING)) FROM ids",
       Project

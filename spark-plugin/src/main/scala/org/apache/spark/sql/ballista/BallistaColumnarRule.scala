@@ -53,7 +53,8 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
     if (!BallistaConf.Enabled.get(conf)) {
       plan
     } else {
-      val joinsChosen = LiftSemiJoins(ReplaceSortMergeJoin(session)(plan, conf), conf)
+      val joinsChosen =
+        RuntimeFilters(LiftSemiJoins(ReplaceSortMergeJoin(session)(plan, conf), conf), conf)
       Operators.markNativeBroadcasts(joinsChosen)
       joinsChosen.transformUp { case operator => translate(operator) }
     }

@@ -59,9 +59,8 @@ object Operators {
 
       case filter: FilterExec =>
         requireNativeChild(filter.child)
-        val condition = RuntimeFilters.prune(filter, conf)
-        ExprSerde.toProto(condition, filter.child.output)
-        BallistaFilterExec(condition, filter.child, filter)
+        ExprSerde.toProto(filter.condition, filter.child.output)
+        BallistaFilterExec(filter.condition, filter.child, filter)
 
       case project: ProjectExec =>
         requireNativeChild(project.child)

@@ -13,14 +13,6 @@ use datafusion::common::{Result, exec_err};
 
 use super::murmur3::hash_long;
 
-impl Hash for SparkBloomFilter {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The shape is enough for a hash consistent with equality; hashing megabytes of bits
-        // for every lookup of an expression holding the filter is not.
-        (self.num_hash_functions(), self.bit_size()).hash(state);
-    }
-}
-
 /// The only serialization version Spark 3.5 writes (`BloomFilter.Version.V1`).
 const VERSION_1: i32 = 1;
 
@@ -130,6 +122,14 @@ impl SparkBloomFilter {
             *word |= theirs;
         }
         Ok(())
+    }
+}
+
+impl Hash for SparkBloomFilter {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The shape is enough for a hash consistent with equality; hashing megabytes of bits
+        // for every lookup of an expression holding the filter is not.
+        (self.num_hash_functions(), self.bit_size()).hash(state);
     }
 }
 

@@ -99,17 +99,18 @@ object BallistaConf {
    * Spark's runtime Bloom filter settings as the plugin sets them (where the application has
    * not): Spark only applies runtime filters to scans of 10 GiB and more, because building and
    * testing them row by row in the JVM costs much of what they save; built and tested
-   * natively, they pay off on scans of a few hundred megabytes already. A filter of 4 MiB
-   * (four times Spark's default) keeps false positives rare for millions of keys and still
-   * fits a core's second-level cache, probed with 6 hashes per row (a filter of Spark's
-   * largest size would take 11, mostly cache misses). Which filters stay is then decided by
-   * `RuntimeFilterMinScanRatio`.
+   * natively, they pay off on scans of a few hundred megabytes already. A filter of 2 MiB
+   * (twice Spark's default, sized for 2 million keys) keeps false positives rare for the few
+   * million keys of a filtered fact table, is probed with 6 hashes per row and fits a core's
+   * second-level cache; it travels inside every task's plan, so a larger one costs memory
+   * (Spark's largest, 8 MiB with 11 hashes, also cost seconds of cache misses). Which filters
+   * stay is then decided by `RuntimeFilterMinScanRatio`.
    */
   val RuntimeFilterSettings: Seq[(String, String)] = Seq(
     "spark.sql.optimizer.runtime.bloomFilter.applicationSideScanSizeThreshold" -> "128m",
     "spark.sql.optimizer.runtime.bloomFilter.creationSideThreshold" -> "1g",
-    "spark.sql.optimizer.runtime.bloomFilter.expectedNumItems" -> "4000000",
-    "spark.sql.optimizer.runtime.bloomFilter.numBits" -> "33554432"
+    "spark.sql.optimizer.runtime.bloomFilter.expectedNumItems" -> "2000000",
+    "spark.sql.optimizer.runtime.bloomFilter.numBits" -> "16777216"
   )
 
   val HashJoinMaxBuildBytes: BytesEntry = BytesEntry(

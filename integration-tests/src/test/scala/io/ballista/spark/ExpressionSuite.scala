@@ -235,7 +235,8 @@ class ExpressionSuite extends AnyFunSuite with BeforeAndAfterAll {
     assert(nativeValues == values(enabled = false)._2)
     assert(SparkFixture.nativeOperatorNames(projected).contains(Project))
     check(
-      "SELECT id, xxhash64(id), xxhash64(k, CAST(id AS INT), CAST(id AS STRING)) FROM ids",
+      "SELECT id, xxhash64(id), xxhash64(k, CAST(id AS INT), CAST(id AS STRING)), " +
+        "xxhash64(CAST(id AS SMALLINT), date_add(DATE'2020-02-28', CAST(id AS INT))) FROM ids",
       Project
     )
   }

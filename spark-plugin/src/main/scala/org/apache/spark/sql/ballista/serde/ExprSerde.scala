@@ -226,9 +226,7 @@ object ExprSerde {
 
   /** The types native `xxhash64` hashes exactly as Spark's `XxHash64` does. */
   private def xxhash64Type(t: DataType): Boolean = t match {
-    case ByteType | ShortType | IntegerType | LongType | DateType | StringType | BinaryType |
-        TimestampType | TimestampNTZType =>
-      true
+    case ByteType | ShortType | IntegerType | LongType | DateType | StringType => true
     case _ => false
   }
 

@@ -150,17 +150,19 @@ mod tests {
     use arrow::datatypes::Field;
     use datafusion::physical_expr::expressions::col;
 
-    fn test(filter: Option<SparkBloomFilter>, values: Int64Array) -> Result<BooleanArray> {
+    /// `might_contain(filter, h)` over a column `h` of longs.
+    fn might_contain_expr(filter: Option<SparkBloomFilter>) -> Result<Arc<dyn PhysicalExpr>> {
         let schema = Schema::new(vec![Field::new("h", DataType::Int64, true)]);
-        let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(values)])?;
-        let expr = KernelExpr::try_new(
-            col("h", &schema)?,
-            MightContain {
-                filter: filter.map(Arc::new),
-                pass_rate: PassRate::default(),
-            },
-            &schema,
-        )?;
+        let kernel = MightContain {
+            filter: filter.map(Arc::new),
+            pass_rate: PassRate::default(),
+        };
+        KernelExpr::try_new(col("h", &schema)?, kernel, &schema)
+    }
+
+    fn test(expr: &Arc<dyn PhysicalExpr>, values: Int64Array) -> Result<BooleanArray> {
+        let schema = Schema::new(vec![Field::new("h", DataType::Int64, true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(values)])?;
         let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
         Ok(result.as_boolean().clone())
     }
@@ -171,7 +173,7 @@ mod tests {
         filter.put_long(7);
         filter.put_long(-9);
         let result = test(
-            Some(filter),
+            &might_contain_expr(Some(filter))?,
             Int64Array::from(vec![Some(7), None, Some(-9), Some(8)]),
         )?;
         let expected = BooleanArray::from(vec![Some(true), None, Some(true), Some(false)]);
@@ -183,34 +185,21 @@ mod tests {
     fn a_filter_most_rows_pass_stops_testing() -> Result<()> {
         let mut filter = SparkBloomFilter::with_shape(4, 1 << 16)?;
         (0..70_000).for_each(|v| filter.put_long(v));
-        let schema = Schema::new(vec![Field::new("h", DataType::Int64, true)]);
-        let expr = KernelExpr::try_new(
-            col("h", &schema)?,
-            MightContain {
-                filter: Some(Arc::new(filter)),
-                pass_rate: PassRate::default(),
-            },
-            &schema,
-        )?;
-        let test = |values: Vec<i64>| -> Result<usize> {
-            let batch = RecordBatch::try_new(
-                Arc::new(schema.clone()),
-                vec![Arc::new(Int64Array::from(values))],
-            )?;
-            let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-            Ok(result.as_boolean().true_count())
+        let expr = might_contain_expr(Some(filter))?;
+        let passed = |values: Vec<i64>| -> Result<usize> {
+            Ok(test(&expr, Int64Array::from(values))?.true_count())
         };
         // Rows the filter lacks are removed while it is tested...
-        assert_eq!(test((1_000_000..1_000_100).collect())?, 0);
+        assert_eq!(passed((1_000_000..1_000_100).collect())?, 0);
         // ...until more than half of enough rows passed: then all pass.
-        assert_eq!(test((0..70_000).collect())?, 70_000);
-        assert_eq!(test((1_000_000..1_000_100).collect())?, 100);
+        assert_eq!(passed((0..70_000).collect())?, 70_000);
+        assert_eq!(passed((1_000_000..1_000_100).collect())?, 100);
         Ok(())
     }
 
     #[test]
     fn a_null_filter_gives_nulls() -> Result<()> {
-        let result = test(None, Int64Array::from(vec![1, 2]))?;
+        let result = test(&might_contain_expr(None)?, Int64Array::from(vec![1, 2]))?;
         assert_eq!(result.null_count(), 2);
         Ok(())
     }

@@ -138,15 +138,14 @@ impl Hash for SparkBloomFilter {
 fn bit_indices(item: i64, k: u32, bit_size: u64) -> impl Iterator<Item = u64> {
     let h1 = hash_long(item, 0) as i32;
     let h2 = hash_long(item, h1 as u32) as i32;
+    // The same remainder as Spark's `long` one, in 32 bits where the bit count fits (a 64-bit
+    // division costs several times more, and probing is per row); a larger count leaves every
+    // non-negative int as it is.
+    let bits = u32::try_from(bit_size).ok();
     (1..=k as i32).map(move |i| {
         let combined = h1.wrapping_add(i.wrapping_mul(h2));
         let positive = (if combined < 0 { !combined } else { combined }) as u32;
-        // The same remainder as Spark's `long` one, in 32 bits where the bit count fits (a
-        // 64-bit division costs several times more, and probing is per row).
-        match u32::try_from(bit_size) {
-            Ok(bits) => u64::from(positive % bits),
-            Err(_) => u64::from(positive),
-        }
+        u64::from(bits.map_or(positive, |bits| positive % bits))
     })
 }
 

@@ -27,6 +27,7 @@ use crate::input::BatchSource;
 use crate::memory::{MemoryBroker, SparkMemoryPool, runtime_with_pool};
 use crate::metrics::MeteredNodes;
 use crate::planner::PhysicalPlanner;
+use crate::shuffle::file_writer::map_output_schema;
 use crate::types::arrow_schema;
 
 const DEFAULT_BATCH_SIZE: usize = 8192;
@@ -146,18 +147,22 @@ impl TaskExecution {
             .as_ref()
             .ok_or_else(|| plan_datafusion_err!("plan has no root"))?;
         // Spark's nullability is advisory here: Arrow vectors carry validity either way.
-        let output_schema = all_nullable(&arrow_schema(
-            plan.output_schema
-                .as_ref()
-                .ok_or_else(|| plan_datafusion_err!("plan has no output schema"))?,
-        )?);
+        let output_schema = match plan.shuffle_output_file.is_empty() {
+            true => all_nullable(&arrow_schema(
+                plan.output_schema
+                    .as_ref()
+                    .ok_or_else(|| plan_datafusion_err!("plan has no output schema"))?,
+            )?),
+            false => map_output_schema(),
+        };
         let cancellation = Cancellation::default();
         let env = task_runtime(memory);
         let planner = PhysicalPlanner::new(batch_size, inputs)
             .with_cancellation(cancellation.clone())
             .with_task_memory(Arc::clone(&env.memory_pool))
             .with_shuffle_reads(plan.shuffle_reads.clone())
-            .with_shuffle_output_file(&plan.shuffle_output_file);
+            .with_shuffle_output_file(&plan.shuffle_output_file)
+            .with_scan_files(plan.scan_files.clone());
         let physical = planner.create_plan(root)?;
         log::debug!(
             "native task plan:\n{}",

@@ -52,6 +52,8 @@ pub struct PhysicalPlanner {
     shuffle_reads: Vec<pb::ShuffleReadBlocks>,
     /// Where a root `ShuffleWriter` writes the task's map output file, if it does.
     shuffle_output_file: Option<String>,
+    /// The task's files, for a `ParquetScan` that lists none (see `Plan.scan_files`).
+    scan_files: Vec<pb::ScanFile>,
 }
 
 impl PhysicalPlanner {
@@ -64,7 +66,27 @@ impl PhysicalPlanner {
             task_memory: Arc::new(UnboundedMemoryPool::default()),
             shuffle_reads: vec![],
             shuffle_output_file: None,
+            scan_files: vec![],
         }
+    }
+
+    /// Plans whose `ParquetScan` without files of its own reads `files`, the task's.
+    pub fn with_scan_files(mut self, files: Vec<pb::ScanFile>) -> Self {
+        self.scan_files = files;
+        self
+    }
+
+    /// The scan of `scan`'s own files, or of the task's if it lists none.
+    fn parquet_scan(
+        &self,
+        scan: &pb::ParquetScan,
+        string_views: bool,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let files = match scan.files.is_empty() {
+            true => &self.scan_files,
+            false => &scan.files,
+        };
+        parquet_scan(scan, files, self.batch_size, string_views)
     }
 
     /// Plans whose `ShuffleRead` nodes fetch `reads[reads_index]`.
@@ -145,7 +167,7 @@ impl PhysicalPlanner {
             _ => None,
         };
         let input = match views {
-            Some(scan) => self.metered(input_node, parquet_scan(scan, self.batch_size, true)?)?,
+            Some(scan) => self.metered(input_node, self.parquet_scan(scan, true)?)?,
             None => self.create_plan(input_node)?,
         };
         let predicate = create_physical_expr(predicate, &input.schema())?;
@@ -163,7 +185,7 @@ impl PhysicalPlanner {
             .as_ref()
             .ok_or_else(|| plan_datafusion_err!("plan node kind not set"))?;
         match kind {
-            Kind::ParquetScan(scan) => parquet_scan(scan, self.batch_size, false),
+            Kind::ParquetScan(scan) => self.parquet_scan(scan, false),
             Kind::JvmInput(input) => {
                 let source = self.inputs.get(input.index as usize).ok_or_else(|| {
                     plan_datafusion_err!(

@@ -24,11 +24,12 @@ use crate::types::{arrow_schema, literal_value};
 mod reader;
 pub mod string_views;
 
-/// Builds the scan of one task's files. Output columns: the data columns, then the
-/// partition columns; with `string_views`, string data columns are decoded as views (see
-/// [`string_views`]).
+/// Builds the scan of one task's `files` (the scan's own, or the task's when the plan is
+/// shared by a stage's tasks). Output columns: the data columns, then the partition columns;
+/// with `string_views`, string data columns are decoded as views (see [`string_views`]).
 pub fn parquet_scan(
     scan: &pb::ParquetScan,
+    files: &[pb::ScanFile],
     batch_size: usize,
     string_views: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -67,8 +68,8 @@ pub fn parquet_scan(
     // TIMESTAMP_MICROS/MILLIS columns are cast to the table's microsecond type as usual.
     options.global.coerce_int96 = Some("us".into());
     options.global.coerce_int96_tz = Some("UTC".into());
-    let files = scan
-        .files
+    let known_times = files.iter().all(|f| f.modification_time != 0);
+    let files = files
         .iter()
         .map(|f| partitioned_file(f, partition_schema.fields().len()))
         .collect::<Result<Vec<_>>>()?;
@@ -80,7 +81,7 @@ pub fn parquet_scan(
         .map(|p| create_physical_expr(p, &output_schema))
         .collect::<Result<Vec<_>>>()?;
     let store = Arc::new(LocalFileSystem::new());
-    let readers = if scan.files.iter().all(|f| f.modification_time != 0) {
+    let readers = if known_times {
         let prunes_pages = !predicates.is_empty();
         reader::SparkParquetReaderFactory::cached(store, file_metadata_cache(), prunes_pages)
     } else {

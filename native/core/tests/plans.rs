@@ -14,6 +14,7 @@ use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaD
 use datafusion::execution::cache::CacheEntryInfo;
 use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use parquet::arrow::ArrowWriter;
+use prost::Message;
 
 mod common;
 
@@ -934,5 +935,38 @@ fn string_columns_a_projection_drops_after_a_view_filter_are_not_copied() -> Res
         |id, mode, _| format!("{mode},{id}"),
     );
     assert_eq!(common::rows(&batches), expected);
+    Ok(())
+}
+
+/// A stage's tasks share one plan whose scan lists no files; each task appends a `Plan` of
+/// its own files (protobuf merges the two messages) and reads exactly them.
+#[test]
+fn shared_plan_reads_each_tasks_scan_files() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(dir.path());
+    let columns = vec![field("l_quantity", decimal(15, 2))];
+    let mut scan = scan_node(&path, columns.clone());
+    let output = vec![columns[0].clone(), field("part", ty(pb::TypeId::Int32))];
+    let Some(pb::plan_node::Kind::ParquetScan(s)) = &mut scan.kind else {
+        unreachable!("scan_node builds a scan")
+    };
+    let files = std::mem::take(&mut s.files);
+    let shared = plan(scan, output).encode_to_vec();
+    let rows = |task: pb::Plan| -> Result<usize> {
+        let bytes = [shared.as_slice(), &task.encode_to_vec()].concat();
+        let mut execution = TaskExecution::try_new(&bytes, vec![], None)?;
+        let mut rows = 0;
+        while let Some(batch) = execution.next_batch()? {
+            rows += batch.num_rows();
+        }
+        Ok(rows)
+    };
+    let own_files = |files: Vec<pb::ScanFile>| pb::Plan {
+        scan_files: files,
+        ..Default::default()
+    };
+    assert_eq!(rows(own_files(files.clone()))?, 5);
+    assert_eq!(rows(own_files([files.clone(), files].concat()))?, 10);
+    assert_eq!(rows(own_files(vec![]))?, 0);
     Ok(())
 }

@@ -607,3 +607,55 @@ fn round_robin_partitioning_deals_rows_out_in_turn() -> Result<()> {
     assert_eq!(read, expected);
     Ok(())
 }
+
+/// A shuffle of rows without columns (Spark prunes every column under, e.g.,
+/// `spark_partition_id()` or `count(*)`): each partition's stream holds its row count.
+#[test]
+fn rows_without_columns_shuffle_as_row_counts() -> Result<()> {
+    use arrow::ipc::reader::StreamReader;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.data");
+    let root = node(pb::plan_node::Kind::ShuffleWriter(Box::new(
+        pb::ShuffleWriter {
+            input: Some(Box::new(input(0, vec![]))),
+            partitioning: Some(pb::Partitioning {
+                num_partitions: 4,
+                kind: Some(pb::partitioning::Kind::RoundRobin(
+                    pb::RoundRobinPartitioning { start: 2 },
+                )),
+            }),
+            codec: pb::CompressionCodec::Lz4Frame as i32,
+        },
+    )));
+    let mut plan = plan(root, vec![]);
+    plan.shuffle_output_file = path.to_string_lossy().into_owned();
+    let batches = [7, 3]
+        .into_iter()
+        .map(|rows| {
+            RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                vec![],
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+            )
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let written = run(&plan, vec![source(batches)])?;
+    let lengths = written[0].column(1).as_primitive::<Int64Type>();
+    let data = std::fs::read(&path).unwrap();
+    let mut offset = 0;
+    let mut read = vec![];
+    for &length in lengths.values() {
+        let segment = &data[offset..offset + length as usize];
+        offset += length as usize;
+        let rows = match length {
+            0 => 0,
+            _ => StreamReader::try_new(segment, None)?
+                .map(|b| b.map(|b| b.num_rows()))
+                .sum::<std::result::Result<usize, _>>()?,
+        };
+        read.push(rows);
+    }
+    // Rows 0..10 go to (2 + i) % 4.
+    assert_eq!(read, vec![2, 2, 3, 3]);
+    Ok(())
+}

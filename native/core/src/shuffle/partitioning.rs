@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{ArrayRef, UInt32Array};
-use arrow::compute::{CastOptions, SortOptions, cast_with_options, take_record_batch};
+use arrow::compute::{CastOptions, SortOptions, cast_with_options, take_arrays};
 use arrow::datatypes::{DataType, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{RowConverter, Rows, SortField};
 use ballista_spark_proto as pb;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_datafusion_err, plan_err};
@@ -154,7 +154,7 @@ impl ShufflePartitioner {
             indices[cursor[p]] = row as u32;
             cursor[p] += 1;
         }
-        let sorted = take_record_batch(batch, &UInt32Array::from(indices))?;
+        let sorted = take_rows(batch, &UInt32Array::from(indices))?;
         Ok((0..n)
             .filter(|&p| counts[p] > 0)
             .map(|p| (p, sorted.slice(offsets[p], counts[p])))
@@ -189,6 +189,18 @@ impl Display for ShufflePartitioner {
             Kind::RoundRobin(_) => write!(f, "round_robin({})", self.num_partitions),
         }
     }
+}
+
+/// The rows `indices` of `batch`, in that order; also of a batch without columns (a shuffle
+/// of row counts only, e.g. under `count(*)`), which `take_record_batch` refuses.
+fn take_rows(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
+    let columns = take_arrays(batch.columns(), indices, None)?;
+    let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &options,
+    )?)
 }
 
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {

@@ -260,6 +260,16 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
     )
   }
 
+  test("round-robin repartitioning starts each map task where Spark does") {
+    // Rows per partition depend only on each task's start and row count, not on row order.
+    check(
+      "SELECT p, count(*) FROM (SELECT spark_partition_id() AS p " +
+        "FROM (SELECT /*+ REPARTITION(7) */ * FROM big)) GROUP BY p",
+      ordered = false,
+      "BallistaShuffleExchange"
+    )
+  }
+
   test("global sort (range exchange), ascending and descending, with nulls") {
     check("SELECT * FROM big ORDER BY d DESC, id", ordered = true, "BallistaShuffleExchange")
     check("SELECT * FROM l ORDER BY v NULLS FIRST, k DESC NULLS LAST", ordered = true)

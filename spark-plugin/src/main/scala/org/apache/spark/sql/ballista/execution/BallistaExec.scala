@@ -31,8 +31,15 @@ abstract class BallistaExec extends ReplacesSparkOperator {
 
   protected def copyWithParentFallback(reason: String): BallistaExec
 
-  /** This operator's plan node, given its children's; `partition` selects a scan's files. */
-  def planNode(children: Seq[PlanNode], partition: Int): PlanNode
+  /** This operator's plan node, given its children's. */
+  def planNode(children: Seq[PlanNode]): PlanNode
+
+  /**
+   * As the root of a plan: the fields of its plan node that differ in task `partition`, which
+   * the task's part of the plan carries (merged into the shared node, see `Plan` in
+   * plan.proto).
+   */
+  def taskRoot(partition: Int): Option[PlanNode] = None
 
   /** Waits for the scalar subqueries of this operator, whose values its plan node carries. */
   def awaitSubqueries(): Unit = waitForSubqueries()

@@ -87,7 +87,7 @@ case class BallistaHashJoinExec(
       newRight: SparkPlan
   ): SparkPlan = copy(left = newLeft, right = newRight)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val join = PHashJoin
       .newBuilder()
       .setLeft(children(0))
@@ -132,7 +132,7 @@ case class BallistaSortMergeJoinExec(
       newRight: SparkPlan
   ): SparkPlan = copy(left = newLeft, right = newRight)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val join = PSortMergeJoin
       .newBuilder()
       .setLeft(children(0))

@@ -78,15 +78,21 @@ case class BallistaParquetScanExec(
         throw new IllegalStateException(s"unexpected scan RDD ${other.getClass.getName}")
     }
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
-    val partitionSchema = original.relation.partitionSchema
+  /** The scan without its files: they are each task's (`scanFiles`, in `Plan.scan_files`). */
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val scan = ParquetScan
       .newBuilder()
       .setDataSchema(TypeSerde.schema(original.requiredSchema))
-      .setPartitionSchema(TypeSerde.schema(partitionSchema))
+      .setPartitionSchema(TypeSerde.schema(original.relation.partitionSchema))
       .setCaseSensitive(conf.caseSensitiveAnalysis)
     pruningPredicates.foreach(p => scan.addPruningPredicates(ExprSerde.toProto(p, output)))
-    filePartitions(partition).files.foreach { file =>
+    PlanNode.newBuilder().setParquetScan(scan).build()
+  }
+
+  /** The files task `partition` reads. */
+  def scanFiles(partition: Int): Seq[ScanFile] = {
+    val partitionSchema = original.relation.partitionSchema
+    filePartitions(partition).files.toSeq.map { file =>
       val f = ScanFile
         .newBuilder()
         .setPath(file.toPath.toUri.toString)
@@ -99,9 +105,8 @@ case class BallistaParquetScanExec(
           ExprSerde.literal(file.partitionValues.get(i, field.dataType), field.dataType)
         )
       }
-      scan.addFiles(f)
+      f.build()
     }
-    PlanNode.newBuilder().setParquetScan(scan).build()
   }
 }
 
@@ -124,7 +129,7 @@ case class BallistaFilterExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val filter = PFilter
       .newBuilder()
       .setInput(children.head)
@@ -152,7 +157,7 @@ case class BallistaProjectExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val projection = Projection.newBuilder().setInput(children.head)
     projectList.foreach(e => projection.addExprs(ExprSerde.named(e, child.output)))
     PlanNode.newBuilder().setProjection(projection).build()
@@ -205,7 +210,7 @@ case class BallistaHashAggregateExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val agg = PHashAggregate
       .newBuilder()
       .setInput(children.head)
@@ -260,7 +265,7 @@ case class BallistaSortExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode =
+  override def planNode(children: Seq[PlanNode]): PlanNode =
     BallistaSortExec.sortNode(children.head, sortOrder, child.output, fetch)
 }
 
@@ -308,7 +313,7 @@ case class BallistaLimitExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode =
+  override def planNode(children: Seq[PlanNode]): PlanNode =
     BallistaLimitExec.limitNode(children.head, limit, offset)
 }
 
@@ -338,7 +343,7 @@ case class BallistaExpandExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val expand = PExpand.newBuilder().setInput(children.head).setSchema(TypeSerde.schema(output))
     projections.foreach { projection =>
       val p = ExpandProjection.newBuilder()

@@ -13,7 +13,15 @@ import io.ballista.spark.jni.{
   NativePlan,
   ShuffleFetchException
 }
-import io.ballista.spark.proto.{IpcReader, JvmInput, Plan, PlanMetrics, PlanNode, Schema => PSchema}
+import io.ballista.spark.proto.{
+  IpcReader,
+  JvmInput,
+  Plan,
+  PlanMetrics,
+  PlanNode,
+  ScanFile,
+  Schema => PSchema
+}
 import org.apache.arrow.memory.BufferAllocator
 import org.apache.spark.{OneToOneDependency, Partition, SparkContext, TaskContext}
 import org.apache.spark.broadcast.Broadcast
@@ -27,7 +35,7 @@ import org.apache.spark.sql.execution.{ColumnarToRowExec, SparkPlan}
 import org.apache.spark.sql.execution.adaptive.{AQEShuffleReadExec, QueryStageExec}
 import org.apache.spark.sql.execution.exchange.ReusedExchangeExec
 import org.apache.spark.sql.execution.metric.SQLMetric
-import org.apache.spark.sql.types.{BinaryType, IntegerType, LongType, StructType}
+import org.apache.spark.sql.types.{BinaryType, StructType}
 import org.apache.spark.sql.vectorized.{ArrowColumnVector, ColumnVector, ColumnarBatch}
 
 /** Where a native plan's `JvmInput` batches come from. */
@@ -57,10 +65,13 @@ private[ballista] case class BlockInput(rdd: RDD[Array[Byte]]) extends Partition
 /** Encoded Arrow IPC blocks that every task reads whole (a broadcast). */
 private[ballista] case class BroadcastInput(blocks: Broadcast[ArrowBlocks]) extends NativeInput
 
-/** One task of a native plan: its serialized plan and its partitioned inputs' partitions. */
+/**
+ * One task of a native plan: the task's own part of the plan (a serialized `Plan` of only the
+ * files its scan reads, if any), and its partitioned inputs' partitions.
+ */
 private[ballista] class NativePartition(
     override val index: Int,
-    val planBytes: Array[Byte],
+    val taskPlan: Array[Byte],
     val inputPartitions: Array[Partition]
 ) extends Partition
 
@@ -69,9 +80,14 @@ private[ballista] class NativePartition(
  * Parquet scan, or from its partitioned inputs (zipped, as Spark's planner lines them up).
  * `operatorMetrics(i)` receives what the engine counted for the plan node with metrics id
  * `i + 1`.
+ *
+ * `sharedPlan`, the serialized plan all tasks run, is a field of the RDD, which Spark ships
+ * once per stage and executor (in the stage's broadcast task binary) rather than in every
+ * task: a plan may carry megabytes of values (a runtime Bloom filter).
  */
 private[ballista] class NativePlanRDD(
     sc: SparkContext,
+    sharedPlan: Array[Byte],
     @transient private val nativePartitions: Array[NativePartition],
     inputs: Seq[NativeInput],
     batchSize: Int,
@@ -82,7 +98,7 @@ private[ballista] class NativePlanRDD(
   override protected def getPartitions: Array[Partition] = nativePartitions.toArray
 
   override def compute(split: Partition, context: TaskContext): Iterator[ColumnarBatch] =
-    run(split.asInstanceOf[NativePartition], context, split.asInstanceOf[NativePartition].planBytes)
+    run(split.asInstanceOf[NativePartition], context, None)
 
   /**
    * Runs task `split` with its plan as a shuffle map task writing its map output to
@@ -94,14 +110,8 @@ private[ballista] class NativePlanRDD(
       context: TaskContext,
       dataFile: String
   ): (Array[Long], Long) = {
-    val partition = split.asInstanceOf[NativePartition]
-    val plan = Plan
-      .parseFrom(partition.planBytes)
-      .toBuilder
-      .setShuffleOutputFile(dataFile)
-      .setOutputSchema(NativePlanRDD.MapOutputSchema)
-      .build()
-    val batches = run(partition, context, plan.toByteArray)
+    val output = Plan.newBuilder().setShuffleOutputFile(dataFile).build()
+    val batches = run(split.asInstanceOf[NativePartition], context, Some(output))
     val lengths = ArrayBuffer[Long]()
     var rows = 0L
     batches.foreach { batch =>
@@ -126,26 +136,24 @@ private[ballista] class NativePlanRDD(
     }
   }
 
+  /** Runs the task's plan, with the fields of `extra` (set on the executor) if given. */
   private def run(
       partition: NativePartition,
       context: TaskContext,
-      planBytes: Array[Byte]
+      extra: Option[Plan]
   ): Iterator[ColumnarBatch] = {
     def inputPartition(i: Int) = partition.inputPartitions(partitionedIndex(i))
     // The blocks of the shuffles the plan reads itself, in the order of their `reads_index`.
     val reads = inputs.zipWithIndex.collect { case (FlightReadInput(rdd), i) =>
       rdd.blocksOf(inputPartition(i))
     }
-    val bytes =
-      if (reads.isEmpty) planBytes
-      else {
-        Plan
-          .parseFrom(planBytes)
-          .toBuilder
-          .addAllShuffleReads(reads.map(_.blocks).asJava)
-          .build()
-          .toByteArray
-      }
+    val readsPart =
+      if (reads.isEmpty) None
+      else Some(Plan.newBuilder().addAllShuffleReads(reads.map(_.blocks).asJava).build())
+    // Concatenated messages parse as one, merged (see `Plan` in plan.proto).
+    val bytes = Array.concat(
+      sharedPlan +: partition.taskPlan +: (readsPart ++ extra).map(_.toByteArray).toSeq: _*
+    )
     val firstReadMetricsId = NativePlanRDD.firstReadMetricsId(operatorMetrics.size)
     NativePlanRDD.runTask(
       bytes,
@@ -215,14 +223,6 @@ private class NativeBatchIterator(
 }
 
 private[ballista] object NativePlanRDD extends Logging {
-
-  /** The output of a plan writing a map output file: one row per partition. */
-  val MapOutputSchema: PSchema = TypeSerde.schema(
-    new StructType()
-      .add("partition", IntegerType, nullable = false)
-      .add("length", LongType, nullable = false)
-      .add("rows", LongType, nullable = false)
-  )
 
   /**
    * Runs one task's native plan over the batch sources `sources` makes (from the task's Arrow
@@ -304,22 +304,27 @@ private[ballista] object NativePlanRDD extends Logging {
     val conf = root.conf
     val batchSize = BallistaConf.BatchSize.get(conf)
 
-    def planBytes(partition: Int): Array[Byte] =
-      Plan
-        .newBuilder()
-        .setRoot(build(root, inputLeaves, reads, metered, partition))
-        .setOutputSchema(TypeSerde.schema(root.output))
-        .setSessionTimezone(conf.sessionLocalTimeZone)
-        .setBatchSize(batchSize)
-        .build()
-        .toByteArray
+    val shared = Plan
+      .newBuilder()
+      .setRoot(build(root, inputLeaves, reads, metered))
+      .setOutputSchema(TypeSerde.schema(root.output))
+      .setSessionTimezone(conf.sessionLocalTimeZone)
+      .setBatchSize(batchSize)
+      .build()
+      .toByteArray
+
+    def taskPlan(partition: Int, files: Seq[ScanFile]): Array[Byte] = {
+      val part = Plan.newBuilder().addAllScanFiles(files.asJava)
+      root.taskRoot(partition).foreach(part.setRoot)
+      part.build().toByteArray
+    }
 
     val partitioned = inputs.collect { case p: PartitionedInput => p.rdd }
     val partitions = drivingScan match {
       case Some(scan) =>
-        scan.filePartitions.indices
-          .map(i => new NativePartition(i, planBytes(i), Array.empty))
-          .toArray
+        scan.filePartitions.indices.map { i =>
+          new NativePartition(i, taskPlan(i, scan.scanFiles(i)), Array.empty)
+        }.toArray
       case None if partitioned.isEmpty =>
         throw new IllegalStateException(s"native plan without partitioned input: $root")
       case None =>
@@ -329,13 +334,13 @@ private[ballista] object NativePlanRDD extends Logging {
             s"native plan inputs have different numbers of partitions ${counts.mkString(",")}"
           )
         }
-        val bytes = planBytes(0)
         (0 until counts.head).map { i =>
-          new NativePartition(i, bytes, partitioned.map(_.partitions(i)).toArray)
+          new NativePartition(i, taskPlan(i, Nil), partitioned.map(_.partitions(i)).toArray)
         }.toArray
     }
     new NativePlanRDD(
       root.session.sparkContext,
+      shared,
       partitions,
       inputs.toSeq,
       batchSize,
@@ -386,9 +391,9 @@ private[ballista] object NativePlanRDD extends Logging {
     val partitioned = inputs.collect { case p: PartitionedInput => p.rdd }
     val count = partitioned.headOption.map(_.getNumPartitions).getOrElse(1)
     val partitions = (0 until count).map { i =>
-      new NativePartition(i, bytes, partitioned.map(_.partitions(i)).toArray)
+      new NativePartition(i, Array.emptyByteArray, partitioned.map(_.partitions(i)).toArray)
     }.toArray
-    new NativePlanRDD(sc, partitions, inputs, batchSize)
+    new NativePlanRDD(sc, bytes, partitions, inputs, batchSize)
   }
 
   /** Subqueries of the native operators, whose values their plan nodes carry. */
@@ -461,14 +466,13 @@ private[ballista] object NativePlanRDD extends Logging {
       plan: SparkPlan,
       inputs: Seq[SparkPlan],
       reads: Map[Int, Int],
-      metered: IndexedSeq[BallistaExec],
-      partition: Int
+      metered: IndexedSeq[BallistaExec]
   ): PlanNode =
     plan match {
       case native: BallistaExec if !inputs.exists(_ eq native) =>
-        val children = native.children.map(build(_, inputs, reads, metered, partition))
+        val children = native.children.map(build(_, inputs, reads, metered))
         native
-          .planNode(children, partition)
+          .planNode(children)
           .toBuilder
           .setMetricsId(metered.indexWhere(_ eq native) + 1)
           .build()

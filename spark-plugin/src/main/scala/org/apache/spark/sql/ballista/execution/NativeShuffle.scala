@@ -447,21 +447,28 @@ private[ballista] case class BallistaShuffleWriterExec(
 
   override protected def doCanonicalize(): SparkPlan = copy(child = child.canonicalized)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode = {
-    // Spark starts each map task's round robin at a position drawn from its partition index.
-    val taskPartitioning =
-      if (!partitioning.hasRoundRobin) partitioning
-      else {
-        val start = new XORShiftRandom(partition).nextInt(partitioning.getNumPartitions)
-        partitioning.toBuilder
-          .setRoundRobin(PRoundRobinPartitioning.newBuilder().setStart(start))
-          .build()
-      }
+  override def planNode(children: Seq[PlanNode]): PlanNode = {
     val writer = ShuffleWriter
       .newBuilder()
       .setInput(children.head)
-      .setPartitioning(taskPartitioning)
+      .setPartitioning(partitioning)
       .setCodec(codec)
     PlanNode.newBuilder().setShuffleWriter(writer).build()
   }
+
+  /**
+   * Spark deals a map task's rows out round robin from the partition after a position drawn
+   * from the task's partition index (`ShuffleExchangeExec`).
+   */
+  override def taskRoot(partition: Int): Option[PlanNode] =
+    if (!partitioning.hasRoundRobin) None
+    else {
+      val n = partitioning.getNumPartitions
+      val start = (new XORShiftRandom(partition).nextInt(n) + 1) % n
+      val roundRobin = PRoundRobinPartitioning.newBuilder().setStart(start)
+      val writer = ShuffleWriter
+        .newBuilder()
+        .setPartitioning(PPartitioning.newBuilder().setRoundRobin(roundRobin))
+      Some(PlanNode.newBuilder().setShuffleWriter(writer).build())
+    }
 }

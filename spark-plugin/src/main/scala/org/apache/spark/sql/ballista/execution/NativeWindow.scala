@@ -68,7 +68,7 @@ case class BallistaWindowExec(
   override protected def withNewChildInternal(newChild: SparkPlan): SparkPlan =
     copy(child = newChild)
 
-  override def planNode(children: Seq[PlanNode], partition: Int): PlanNode =
+  override def planNode(children: Seq[PlanNode]): PlanNode =
     BallistaWindowExec.windowNode(
       children.head,
       windowExpression,

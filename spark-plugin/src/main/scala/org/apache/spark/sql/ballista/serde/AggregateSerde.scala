@@ -1,6 +1,7 @@
 package org.apache.spark.sql.ballista.serde
 
 import java.nio.ByteBuffer
+import java.util.concurrent.ConcurrentHashMap
 
 import io.ballista.spark.proto.{
   AggregateFunction => PAggregateFunction,
@@ -42,7 +43,7 @@ object AggregateSerde {
       .setEvalMode(mode)
       .setName(TypeSerde.columnName(expr.resultAttribute))
     expr.aggregateFunction match {
-      case bloom: BloomFilterAggregate => b.setBloomFilter(bloomFilterShape(bloom))
+      case bloom: BloomFilterAggregate => b.setBloomFilter(bloomFilterShape(bloom, conf))
       case _ =>
     }
     input.foreach { attrs =>
@@ -111,16 +112,31 @@ object AggregateSerde {
    * The shape of the filter Spark's own aggregation would create (the expected items and bits
    * it was planned with, capped by the session's maximums), read from the header of an empty
    * one as Spark serializes it: version, number of hash functions, number of 64-bit words.
+   * Remembered by what decides it: an empty filter has all its bits (megabytes), and a query's
+   * plans are translated again at every adaptive re-planning.
    */
-  private def bloomFilterShape(b: BloomFilterAggregate): BloomFilterShape = {
-    val header = ByteBuffer.wrap(b.serialize(b.createAggregationBuffer()))
-    header.getInt()
-    BloomFilterShape
-      .newBuilder()
-      .setNumHashFunctions(header.getInt())
-      .setNumWords(header.getInt())
-      .build()
+  private def bloomFilterShape(b: BloomFilterAggregate, conf: SQLConf): BloomFilterShape = {
+    val key = (
+      b.estimatedNumItemsExpression.eval(),
+      b.numBitsExpression.eval(),
+      conf.getConf(SQLConf.RUNTIME_BLOOM_FILTER_MAX_NUM_ITEMS),
+      conf.getConf(SQLConf.RUNTIME_BLOOM_FILTER_MAX_NUM_BITS)
+    )
+    bloomFilterShapes.computeIfAbsent(
+      key,
+      _ => {
+        val header = ByteBuffer.wrap(b.serialize(b.createAggregationBuffer()))
+        header.getInt()
+        BloomFilterShape
+          .newBuilder()
+          .setNumHashFunctions(header.getInt())
+          .setNumWords(header.getInt())
+          .build()
+      }
+    )
   }
+
+  private val bloomFilterShapes = new ConcurrentHashMap[(Any, Any, Long, Long), BloomFilterShape]
 
   private def minMaxArg(child: Expression): Expression = child.dataType match {
     case BooleanType | ByteType | ShortType | IntegerType | LongType | _: DecimalType | StringType |

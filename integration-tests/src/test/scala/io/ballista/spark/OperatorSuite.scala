@@ -1,11 +1,12 @@
 package io.ballista.spark
 
 import org.apache.spark.sql.SparkSession
-import org.apache.spark.sql.ballista.execution.BallistaHashJoinExec
+import org.apache.spark.sql.ballista.execution.{BallistaHashJoinExec, BallistaParquetScanExec}
 import org.apache.spark.sql.catalyst.expressions.BloomFilterMightContain
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans.{Inner, LeftAnti, LeftSemi}
 import org.apache.spark.sql.execution.{ScalarSubquery, SparkPlan}
+import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
 import org.scalatest.BeforeAndAfterAll
 import org.scalatest.funsuite.AnyFunSuite
 
@@ -258,6 +259,32 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
       ordered = false,
       "BallistaSortMergeJoin"
     )
+  }
+
+  test("native scans split files into tasks exactly as Spark's scan does") {
+    val settings = Map(
+      "spark.sql.files.maxPartitionBytes" -> "4096",
+      "spark.sql.files.openCostInBytes" -> "512"
+    )
+    settings.foreach { case (k, v) => spark.conf.set(k, v) }
+    try {
+      Seq("SELECT id, d FROM big WHERE g > 10", "SELECT * FROM fact WHERE p < 5 AND v > 7")
+        .foreach { sql =>
+          val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+          val scans = SparkFixture.operators(df.queryExecution.executedPlan).collect {
+            case s: BallistaParquetScanExec => s
+          }
+          assert(scans.nonEmpty, sql)
+          def splits(partitions: Seq[FilePartition]) = partitions.map { p =>
+            p.index -> p.files.toSeq.map(f => (f.filePath, f.start, f.length, f.partitionValues))
+          }
+          scans.foreach { scan =>
+            val spark = scan.original.inputRDD.asInstanceOf[FileScanRDD].filePartitions
+            assert(spark.size > 1, s"one split only: $sql")
+            assert(splits(scan.filePartitions) == splits(spark), sql)
+          }
+        }
+    } finally settings.keys.foreach(spark.conf.unset)
   }
 
   test("round-robin repartitioning starts each map task where Spark does") {

@@ -25,6 +25,7 @@ import org.apache.spark.sql.catalyst.expressions.{
   Expression,
   NamedExpression,
   NullsFirst,
+  PlanExpression,
   SortOrder
 }
 import org.apache.spark.sql.catalyst.plans.physical.Partitioning
@@ -33,6 +34,7 @@ import org.apache.spark.sql.execution.{
   FileSourceScanExec,
   FilterExec,
   LeafExecNode,
+  PartitionedFileUtil,
   ProjectExec,
   SparkPlan,
   UnaryExecNode
@@ -67,16 +69,48 @@ case class BallistaParquetScanExec(
   }
 
   /**
-   * The file splits Spark planned for this scan, one task each. Partition filters are this
+   * The file splits Spark plans for this scan, one task each. Partition filters are this
    * operator's own (a field, so that Spark runs their subqueries — dynamic partition pruning —
    * before the plan executes, and rules that rewrite them reach them).
    */
-  @transient lazy val filePartitions: Seq[FilePartition] =
-    original.copy(partitionFilters = partitionFilters).inputRDD match {
-      case rdd: FileScanRDD => rdd.filePartitions
-      case other =>
-        throw new IllegalStateException(s"unexpected scan RDD ${other.getClass.getName}")
+  @transient lazy val filePartitions: Seq[FilePartition] = {
+    val scan = original.copy(partitionFilters = partitionFilters)
+    val relation = scan.relation
+    val dynamicPruning = partitionFilters.exists(_.exists(_.isInstanceOf[PlanExpression[_]]))
+    if (scan.bucketedScan || scan.optionalBucketSet.isDefined || dynamicPruning) {
+      // Spark's own read RDD: its bucket grouping and pruning, its dynamic partition pruning.
+      scan.inputRDD match {
+        case rdd: FileScanRDD => rdd.filePartitions
+        case other =>
+          throw new IllegalStateException(s"unexpected scan RDD ${other.getClass.getName}")
+      }
+    } else {
+      // The splits of Spark's non-bucketed read RDD, without building its row reader (which
+      // broadcasts the Hadoop configuration, at every planning of the scan).
+      val session = relation.sparkSession
+      val selected = scan.selectedPartitions
+      val maxSplitBytes = FilePartition.maxSplitBytes(session, selected)
+      val splits = selected.toSeq.flatMap { partition =>
+        partition.files.flatMap { file =>
+          val path = file.getPath
+          val splitable = relation.fileFormat.isSplitable(session, relation.options, path)
+          PartitionedFileUtil.splitFiles(
+            session,
+            file,
+            path,
+            splitable,
+            maxSplitBytes,
+            partition.values
+          )
+        }
+      }
+      FilePartition.getFilePartitions(
+        session,
+        splits.sortBy(_.length),
+        maxSplitBytes
+      )
     }
+  }
 
   /** The scan without its files: they are each task's (`scanFiles`, in `Plan.scan_files`). */
   override def planNode(children: Seq[PlanNode]): PlanNode = {

@@ -106,7 +106,7 @@ case class BallistaParquetScanExec(
       }
       FilePartition.getFilePartitions(
         session,
-        splits.sortBy(_.length),
+        splits.sortBy(_.length)(Ordering[Long].reverse),
         maxSplitBytes
       )
     }

@@ -66,8 +66,9 @@ private[ballista] case class BlockInput(rdd: RDD[Array[Byte]]) extends Partition
 private[ballista] case class BroadcastInput(blocks: Broadcast[ArrowBlocks]) extends NativeInput
 
 /**
- * One task of a native plan: the task's own part of the plan (a serialized `Plan` of only the
- * files its scan reads, if any), and its partitioned inputs' partitions.
+ * One task of a native plan: the task's own part of the plan (a serialized `Plan` of only what
+ * differs by task: the files its scan reads, its root's per-task fields), and its partitioned
+ * inputs' partitions.
  */
 private[ballista] class NativePartition(
     override val index: Int,

@@ -102,8 +102,9 @@ object BallistaConf {
    * natively, they pay off on scans of a few hundred megabytes already. A filter of 2 MiB
    * (twice Spark's default, sized for 2 million keys) keeps false positives rare for the few
    * million keys of a filtered fact table, is probed with 6 hashes per row and fits a core's
-   * second-level cache; it travels inside every task's plan, so a larger one costs memory
-   * (Spark's largest, 8 MiB with 11 hashes, also cost seconds of cache misses). Which filters
+   * second-level cache; each stage's plan carries it, and every running task holds a copy,
+   * so a larger one costs memory (Spark's largest, 8 MiB with 11 hashes, also cost seconds of
+   * cache misses). Which filters
    * stay is then decided by `RuntimeFilterMinScanRatio`.
    */
   val RuntimeFilterSettings: Seq[(String, String)] = Seq(

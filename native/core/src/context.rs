@@ -18,6 +18,7 @@ use ballista_spark_proto as pb;
 use datafusion::common::{DataFusionError, Result, exec_err, plan_datafusion_err};
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
@@ -26,6 +27,7 @@ use prost::Message;
 
 use crate::execution::{conform_output, next_blocking, panic_message, runtime};
 use crate::planner::PhysicalPlanner;
+use crate::scan::LocalFileStore;
 
 pub use crate::boundary::CANCELLED_MESSAGE;
 
@@ -75,6 +77,9 @@ impl BallistaContext {
         let mut state = ctx.state();
         datafusion_spark::register_all(&mut state)?;
         let ctx = SessionContext::new_with_state(state);
+        // Local files read as Spark tasks read them (see `LocalFileStore`).
+        let local = ObjectStoreUrl::local_filesystem();
+        ctx.register_object_store(local.as_ref(), Arc::new(LocalFileStore::new()));
         Ok(Self {
             ctx,
             running: Mutex::new(Vec::new()),

@@ -15,14 +15,16 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_expr::conjunction;
 use datafusion::physical_plan::ExecutionPlan;
-use object_store::local::LocalFileSystem;
 
 use crate::execution::file_metadata_cache;
 use crate::expressions::create_physical_expr;
 use crate::types::{arrow_schema, literal_value};
 
+mod local_store;
 mod reader;
 pub mod string_views;
+
+pub use local_store::LocalFileStore;
 
 /// Builds the scan of one task's `files` (the scan's own, or the task's when the plan is
 /// shared by a stage's tasks). Output columns: the data columns, then the partition columns;
@@ -80,7 +82,7 @@ pub fn parquet_scan(
         .filter(|p| !string_views || string_views::filter_takes_views(p))
         .map(|p| create_physical_expr(p, &output_schema))
         .collect::<Result<Vec<_>>>()?;
-    let store = Arc::new(LocalFileSystem::new());
+    let store = Arc::new(LocalFileStore::new());
     let readers = if known_times {
         let prunes_pages = !predicates.is_empty();
         reader::SparkParquetReaderFactory::cached(store, file_metadata_cache(), prunes_pages)

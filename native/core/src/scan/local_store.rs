@@ -73,7 +73,18 @@ fn read_range(file: &File, path: &std::path::Path, range: Range<u64>) -> Result<
     })?;
     let mut buffer = vec![0; len];
     file.read_exact_at(&mut buffer, range.start)
-        .map_err(|e| io_error(path, e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => object_store::Error::Generic {
+                store: "LocalFileStore",
+                source: format!(
+                    "{} ends before byte {} (a truncated or changed file)",
+                    path.display(),
+                    range.end
+                )
+                .into(),
+            },
+            _ => io_error(path, e),
+        })?;
     Ok(Bytes::from(buffer))
 }
 

@@ -203,6 +203,32 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
     } finally spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
   }
 
+  /** Checks `sql` against Spark and its native hash joins' (Spark's, native) build sides. */
+  private def assertBuildSides(sql: String, expected: (BuildSide, BuildSide)*): Unit = {
+    val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+    val plan = df.queryExecution.executedPlan
+    val sides = SparkFixture.operators(plan).collect { case join: BallistaHashJoinExec =>
+      (join.buildSide, join.nativeBuildSide)
+    }
+    assert(sides == expected, plan)
+  }
+
+  for (joinType <- Seq("INNER", "LEFT OUTER"); condition <- Seq(false, true)) {
+    val label = if (condition) "with a condition" else "on keys only"
+    test(s"$joinType broadcast join builds from a much smaller shuffled input $label") {
+      val extra = if (condition) " AND b.d + s.v > 30" else ""
+      val columns = "s.k, s.s, s.v, b.id, b.d"
+      // The shuffled side reads a few rows in each task; the broadcast holds thousands of keys.
+      val small = s"""SELECT /*+ BROADCAST(b) */ $columns
+        FROM (SELECT * FROM l DISTRIBUTE BY k) s $joinType JOIN big b ON s.k = b.id$extra"""
+      assertBuildSides(small, (BuildRight, BuildLeft))
+      // The other way round, each task builds from the broadcast, as Spark planned.
+      val large = s"""SELECT /*+ BROADCAST(s) */ b.id, b.d, s.k, s.s
+        FROM (SELECT * FROM big DISTRIBUTE BY g) b JOIN l s ON s.k = b.id$extra"""
+      assertBuildSides(large, (BuildRight, BuildRight))
+    }
+  }
+
   test("semi and anti joins move above the filtering inner joins of their stage") {
     // Spark puts both subqueries right on fact and joins the filtered dim last, as in TPC-H Q21
     // (aggregated like Q21: nothing relies on the order of the joins' output).

@@ -10,13 +10,15 @@ import io.ballista.spark.proto.{
   PlanNode,
   SortMergeJoin => PSortMergeJoin
 }
+import org.apache.spark.sql.ballista.ShuffleSize
 import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative, TypeSerde}
 import org.apache.spark.sql.catalyst.expressions.Expression
 import org.apache.spark.sql.catalyst.optimizer.{BuildLeft, BuildRight, BuildSide}
 import org.apache.spark.sql.catalyst.plans._
 import org.apache.spark.sql.catalyst.util.truncatedString
 import org.apache.spark.sql.execution.{BinaryExecNode, SparkPlan}
-import org.apache.spark.sql.execution.joins.BaseJoinExec
+import org.apache.spark.sql.execution.adaptive.BroadcastQueryStageExec
+import org.apache.spark.sql.execution.joins.{BaseJoinExec, BroadcastHashJoinExec}
 
 /** What Spark's equi-joins have in common, as plan messages. */
 object JoinSerde {
@@ -77,7 +79,7 @@ case class BallistaHashJoinExec(
     copy(parentFallback = Some(reason))
 
   override protected def describe: String =
-    s"$joinType $buildSide keys=${truncatedString(leftKeys, "[", ", ", "]", 25)}=" +
+    s"$joinType $nativeBuildSide keys=${truncatedString(leftKeys, "[", ", ", "]", 25)}=" +
       s"${truncatedString(rightKeys, "[", ", ", "]", 25)}" +
       condition.map(c => s" condition=${c.sql}").getOrElse("") +
       (if (isNullAwareAntiJoin) " null-aware" else "")
@@ -87,6 +89,33 @@ case class BallistaHashJoinExec(
       newRight: SparkPlan
   ): SparkPlan = copy(left = newLeft, right = newRight)
 
+  /**
+   * The side each task builds its hash table from. A broadcast join builds from the broadcast,
+   * unless each task's own input is a measured shuffle read under half the broadcast's bytes
+   * (a broadcast adaptive execution chose by estimate, of a large aggregate, say, against a
+   * few rows): the task then hashes its own rows and streams the broadcast through them. For
+   * an inner or outer join the rows out are the same, because no unmatched broadcast row is
+   * ever output (Spark only broadcasts the side an outer join does not keep) and a shuffle read
+   * has no order to keep; the task hashes less. (Spark pushes semi and anti joins below the
+   * shuffles of their streamed side, so they keep the broadcast's build side.)
+   */
+  def nativeBuildSide: BuildSide = (original, joinType) match {
+    case (_: BroadcastHashJoinExec, Inner | LeftOuter | RightOuter) =>
+      val (broadcast, streamed, streamedSide) =
+        if (buildSide == BuildLeft) (left, right, BuildRight) else (right, left, BuildLeft)
+      (broadcastBytes(broadcast), ShuffleSize.of(streamed)) match {
+        case (Some(bytes), Some(read)) if read.largestPartition * 2 < bytes => streamedSide
+        case _ => buildSide
+      }
+    case _ => buildSide
+  }
+
+  private def broadcastBytes(plan: SparkPlan): Option[BigInt] = plan match {
+    case stage: BroadcastQueryStageExec if stage.isMaterialized =>
+      Some(stage.getRuntimeStatistics.sizeInBytes)
+    case _ => None
+  }
+
   override def planNode(children: Seq[PlanNode]): PlanNode = {
     val join = PHashJoin
       .newBuilder()
@@ -94,7 +123,8 @@ case class BallistaHashJoinExec(
       .setRight(children(1))
       .setJoinType(JoinSerde.joinType(joinType))
       .setBuildSide(
-        if (buildSide == BuildLeft) PBuildSide.BUILD_SIDE_LEFT else PBuildSide.BUILD_SIDE_RIGHT
+        if (nativeBuildSide == BuildLeft) PBuildSide.BUILD_SIDE_LEFT
+        else PBuildSide.BUILD_SIDE_RIGHT
       )
       .setNullAware(isNullAwareAntiJoin)
     val (l, r, c) = JoinSerde.keysAndCondition(leftKeys, rightKeys, condition, left, right)

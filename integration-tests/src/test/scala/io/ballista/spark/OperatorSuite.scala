@@ -229,6 +229,14 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
     }
   }
 
+  test("RIGHT OUTER broadcast join builds from a much smaller shuffled input") {
+    // Spark broadcasts the left side of a right outer join; each task keeps its unmatched rows.
+    val sql = """SELECT /*+ BROADCAST(b) */ s.k, s.s, s.v, b.id, b.d
+      FROM big b RIGHT OUTER JOIN (SELECT * FROM l DISTRIBUTE BY k) s
+      ON s.k = b.id AND b.d + s.v > 30"""
+    assertBuildSides(sql, (BuildLeft, BuildRight))
+  }
+
   test("semi and anti joins move above the filtering inner joins of their stage") {
     // Spark puts both subqueries right on fact and joins the filtered dim last, as in TPC-H Q21
     // (aggregated like Q21: nothing relies on the order of the joins' output).

@@ -2,10 +2,15 @@ package io.ballista.spark
 
 import io.ballista.spark.jni.{NativeEngine, NativePlan}
 import org.apache.spark.{JobExecutionStatus, SparkException, SparkJobInfo}
-import org.apache.spark.sql.SparkSession
-import org.apache.spark.sql.ballista.execution.{BallistaExec, BallistaShuffleExchangeExec}
+import org.apache.spark.sql.{DataFrame, Row, SparkSession}
+import org.apache.spark.sql.ballista.execution.{
+  BallistaExec,
+  BallistaShuffleExchangeExec,
+  BallistaSingleTaskReadExec,
+  BallistaSortExec
+}
 import org.apache.spark.sql.catalyst.plans.physical.RangePartitioning
-import org.apache.spark.sql.execution.FormattedMode
+import org.apache.spark.sql.execution.{FormattedMode, SparkPlan}
 import org.scalatest.concurrent.Eventually._
 import org.scalatest.funsuite.AnyFunSuite
 import org.scalatest.time.{Seconds, Span}
@@ -170,34 +175,88 @@ class PluginSuite extends AnyFunSuite {
     }
   }
 
+  /**
+   * Runs `sql` natively with `confs` set, checks its rows (in order) against `expected`, and
+   * returns its executed plan and how many jobs it ran.
+   */
+  private def orderedWith(
+      sql: String,
+      vanilla: DataFrame,
+      expected: Seq[Row],
+      confs: (String, String)*
+  ): (SparkPlan, Int) = {
+    confs.foreach { case (k, v) => spark.conf.set(k, v) }
+    val group = s"ordered-${System.nanoTime()}"
+    spark.sparkContext.setJobGroup(group, group)
+    val df =
+      try SparkFixture.assertNativeGives(spark, sql, vanilla.schema, expected, ordered = true)
+      finally {
+        spark.sparkContext.clearJobGroup()
+        confs.foreach { case (k, _) => spark.conf.unset(k) }
+      }
+    (df.queryExecution.executedPlan, succeededJobs(group).length)
+  }
+
+  private def hasRangeExchange(plan: SparkPlan): Boolean =
+    SparkFixture.operators(plan).exists {
+      case e: BallistaShuffleExchangeExec => e.outputPartitioning.isInstanceOf[RangePartitioning]
+      case _ => false
+    }
+
+  private val rangedSql =
+    "SELECT k, count(*) AS c, sum(v) AS s FROM ranged GROUP BY k ORDER BY s DESC, k"
+
   test("ORDER BY over a small measured input runs no sampling job: all rows in one partition") {
     sampleTable("ranged")
-    val sql = "SELECT k, count(*) AS c, sum(v) AS s FROM ranged GROUP BY k ORDER BY s DESC, k"
-    val vanilla = SparkFixture.vanilla(spark, sql)
+    val vanilla = SparkFixture.vanilla(spark, rangedSql)
     val expected = vanilla.collect().toSeq
-    def jobsWithUnsampledMax(bytes: String): Int = {
-      spark.conf.set("spark.ballista.exchange.unsampledRangeMaxBytes", bytes)
-      val group = s"ranged-$bytes-${System.nanoTime()}"
-      spark.sparkContext.setJobGroup(group, group)
-      val df =
-        try SparkFixture.assertNativeGives(spark, sql, vanilla.schema, expected, ordered = true)
-        finally {
-          spark.sparkContext.clearJobGroup()
-          spark.conf.unset("spark.ballista.exchange.unsampledRangeMaxBytes")
-        }
-      assert(
-        SparkFixture.operators(df.queryExecution.executedPlan).exists {
-          case e: BallistaShuffleExchangeExec =>
-            e.outputPartitioning.isInstanceOf[RangePartitioning]
-          case _ => false
-        },
-        s"no native range exchange:\n${df.queryExecution.executedPlan}"
-      )
-      succeededJobs(group).length
+    val exchangeKept = "spark.ballista.sort.smallFinalSortInOneTask" -> "false"
+    val (sampledPlan, sampled) = orderedWith(
+      rangedSql,
+      vanilla,
+      expected,
+      exchangeKept,
+      "spark.ballista.exchange.unsampledRangeMaxBytes" -> "0"
+    )
+    val (unsampledPlan, unsampled) = orderedWith(
+      rangedSql,
+      vanilla,
+      expected,
+      exchangeKept,
+      "spark.ballista.exchange.unsampledRangeMaxBytes" -> "16m"
+    )
+    Seq(sampledPlan, unsampledPlan).foreach { plan =>
+      assert(hasRangeExchange(plan), s"no native range exchange:\n$plan")
     }
-    val sampled = jobsWithUnsampledMax("0")
-    val unsampled = jobsWithUnsampledMax("16m")
     assert(unsampled == sampled - 1, s"$unsampled jobs unsampled, $sampled sampled")
+  }
+
+  test("a small final ORDER BY is read and sorted by one task, without an exchange") {
+    sampleTable("ranged")
+    val vanilla = SparkFixture.vanilla(spark, rangedSql)
+    val expected = vanilla.collect().toSeq
+    val (withExchange, exchangeJobs) = orderedWith(
+      rangedSql,
+      vanilla,
+      expected,
+      "spark.ballista.sort.smallFinalSortInOneTask" -> "false"
+    )
+    val (plan, jobs) = orderedWith(rangedSql, vanilla, expected)
+    assert(hasRangeExchange(withExchange), s"no native range exchange:\n$withExchange")
+    assert(!hasRangeExchange(plan), s"a range exchange is left:\n$plan")
+    val operators = SparkFixture.operators(plan)
+    assert(operators.exists(_.isInstanceOf[BallistaSingleTaskReadExec]), plan)
+    assert(operators.exists(_.isInstanceOf[BallistaSortExec]), plan)
+    // The range exchange's stage is gone: one job fewer.
+    assert(jobs == exchangeJobs - 1, s"$jobs jobs without the exchange, $exchangeJobs with it")
+    // An input above the threshold keeps its exchange.
+    val (largePlan, _) = orderedWith(
+      rangedSql,
+      vanilla,
+      expected,
+      "spark.ballista.exchange.unsampledRangeMaxBytes" -> "1"
+    )
+    assert(hasRangeExchange(largePlan), s"no native range exchange over a larger input")
   }
 
   test("EXPLAIN FORMATTED describes native operators, not the operators they replace") {

@@ -152,6 +152,14 @@ object BallistaConf {
     default = "16m"
   )
 
+  val SmallFinalSortInOneTask: BooleanEntry = BooleanEntry(
+    "spark.ballista.sort.smallFinalSortInOneTask",
+    default = true,
+    "A query's final ORDER BY over an input of at most " +
+      "spark.ballista.exchange.unsampledRangeMaxBytes has no range exchange: one task reads " +
+      "that input and sorts it, one stage sooner."
+  )
+
   val NativeMemoryLimit: BytesEntry = BytesEntry(
     "spark.ballista.memory.nativeLimit",
     "The most memory native code of an executor may hold (every allocation counted); a task " +

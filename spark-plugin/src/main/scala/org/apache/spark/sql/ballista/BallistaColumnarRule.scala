@@ -53,8 +53,11 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
     if (!BallistaConf.Enabled.get(conf)) {
       plan
     } else {
-      val joinsChosen =
-        RuntimeFilters(LiftSemiJoins(ReplaceSortMergeJoin(session)(plan, conf), conf), conf)
+      val sortsChosen = SmallFinalSorts(plan, conf)
+      val joinsChosen = RuntimeFilters(
+        LiftSemiJoins(ReplaceSortMergeJoin(session)(sortsChosen, conf), conf),
+        conf
+      )
       Operators.markNativeBroadcasts(joinsChosen)
       joinsChosen.transformUp { case operator => translate(operator) }
     }
@@ -89,7 +92,7 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
 object NativeOperator {
   def unapply(plan: SparkPlan): Boolean = plan match {
     case _: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
-        _: BallistaBroadcastExchangeExec =>
+        _: BallistaBroadcastExchangeExec | _: BallistaSingleTaskReadExec =>
       true
     case _ => false
   }

@@ -55,34 +55,29 @@ fn io_error(path: &std::path::Path, source: std::io::Error) -> object_store::Err
             source: Box::new(source),
         }
     } else {
-        object_store::Error::Generic {
-            store: "LocalFileStore",
-            source: Box::new(source),
-        }
+        generic(source)
+    }
+}
+
+fn generic(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileStore",
+        source: source.into(),
     }
 }
 
 /// `range` of `file`, all of it: a short read (the file shrank) is an error, never a
 /// truncated result.
 fn read_range(file: &File, path: &std::path::Path, range: Range<u64>) -> Result<Bytes> {
-    let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|e| {
-        object_store::Error::Generic {
-            store: "LocalFileStore",
-            source: Box::new(e),
-        }
-    })?;
+    let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(generic)?;
     let mut buffer = vec![0; len];
     file.read_exact_at(&mut buffer, range.start)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => object_store::Error::Generic {
-                store: "LocalFileStore",
-                source: format!(
-                    "{} ends before byte {} (a truncated or changed file)",
-                    path.display(),
-                    range.end
-                )
-                .into(),
-            },
+            std::io::ErrorKind::UnexpectedEof => generic(format!(
+                "{} ends before byte {} (a truncated or changed file)",
+                path.display(),
+                range.end
+            )),
             _ => io_error(path, e),
         })?;
     Ok(Bytes::from(buffer))

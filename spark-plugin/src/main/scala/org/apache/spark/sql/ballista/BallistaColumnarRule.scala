@@ -91,8 +91,8 @@ case class PlanTranslator(session: SparkSession) extends Rule[SparkPlan] with Lo
 /** Matches the operators that run natively. */
 object NativeOperator {
   def unapply(plan: SparkPlan): Boolean = plan match {
-    case _: BallistaExec | _: ArrowProducer | _: BallistaShuffleExchangeExec |
-        _: BallistaBroadcastExchangeExec | _: BallistaSingleTaskReadExec =>
+    case _: BallistaExec | _: ArrowOutput | _: BallistaShuffleExchangeExec |
+        _: BallistaBroadcastExchangeExec =>
       true
     case _ => false
   }

@@ -17,16 +17,22 @@ import org.apache.spark.sql.execution.metric.{
 import org.apache.spark.sql.vectorized.ColumnarBatch
 
 /**
- * Native operators whose work spans more than one native plan per task, so they cannot be
- * a node of one: they produce Arrow batches, which native parents read without copying.
+ * Operators outside native plans that produce Arrow batches only (never rows), which native
+ * parents read as their inputs without copying.
  */
-trait ArrowProducer extends ReplacesSparkOperator {
+trait ArrowOutput extends SparkPlan {
 
   override def supportsColumnar: Boolean = true
 
   override protected def doExecute(): RDD[InternalRow] =
     throw new IllegalStateException(s"$nodeName produces columnar batches only")
 }
+
+/**
+ * Native operators whose work spans more than one native plan per task, so they cannot be
+ * a node of one.
+ */
+trait ArrowProducer extends ReplacesSparkOperator with ArrowOutput
 
 /** Spark's `UnionExec` over native inputs: their partitions, one after the other. */
 case class BallistaUnionExec(children: Seq[SparkPlan], original: SparkPlan) extends ArrowProducer {

@@ -417,9 +417,7 @@ private[ballista] object NativePlanRDD extends Logging {
 
   /** Whether `plan` produces batches of Arrow vectors (native output). */
   def producesArrow(plan: SparkPlan): Boolean = plan match {
-    case _: BallistaExec | _: BallistaShuffleExchangeExec | _: ArrowProducer |
-        _: BallistaSingleTaskReadExec =>
-      true
+    case _: BallistaExec | _: BallistaShuffleExchangeExec | _: ArrowOutput => true
     case s: QueryStageExec => producesArrow(s.plan)
     case r: AQEShuffleReadExec => producesArrow(r.child)
     case r: ReusedExchangeExec => producesArrow(r.child)

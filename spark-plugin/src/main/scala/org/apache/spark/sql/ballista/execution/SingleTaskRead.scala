@@ -1,7 +1,6 @@
 package org.apache.spark.sql.ballista.execution
 
 import org.apache.spark.rdd.RDD
-import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.Attribute
 import org.apache.spark.sql.catalyst.plans.physical.{Partitioning, SinglePartition}
 import org.apache.spark.sql.execution.{CoalescedPartitionSpec, SparkPlan, UnaryExecNode}
@@ -14,21 +13,17 @@ import org.apache.spark.sql.vectorized.ColumnarBatch
  * coalesce the stage's read below it (it sees an ordinary shuffle read there); this node reads
  * every reduce partition of the stage whatever that read's specs.
  */
-case class BallistaSingleTaskReadExec(child: SparkPlan) extends UnaryExecNode {
+case class BallistaSingleTaskReadExec(child: SparkPlan) extends UnaryExecNode with ArrowOutput {
 
   override def nodeName: String = "BallistaSingleTaskRead"
   override def output: Seq[Attribute] = child.output
   override def outputPartitioning: Partitioning = SinglePartition
-  override def supportsColumnar: Boolean = true
 
   private def stage: ShuffleQueryStageExec = child match {
     case stage: ShuffleQueryStageExec => stage
     case AQEShuffleReadExec(stage: ShuffleQueryStageExec, _) => stage
     case other => throw new IllegalStateException(s"$nodeName reads a shuffle stage, not $other")
   }
-
-  override protected def doExecute(): RDD[InternalRow] =
-    throw new IllegalStateException(s"$nodeName produces columnar batches only")
 
   override protected def doExecuteColumnar(): RDD[ColumnarBatch] = {
     val partitions = stage.shuffle.numPartitions

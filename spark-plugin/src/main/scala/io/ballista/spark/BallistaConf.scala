@@ -120,6 +120,15 @@ object BallistaConf {
       "becomes a hash join. 0 (default): a quarter of a task's share of off-heap memory."
   )
 
+  val SampledBroadcastThreshold: BytesEntry = BytesEntry(
+    "spark.ballista.join.sampledBroadcastThreshold",
+    "An equi-join side that is a filtered Parquet scan is broadcast when a sample of its rows, " +
+      "read natively while the query is planned, puts it at most this size (as Spark sizes " +
+      "rows) and at most an eighth of the other side. Spark, without column statistics, sizes " +
+      "it as the whole scan and shuffles both sides. 0: no sampling.",
+    default = "16m"
+  )
+
   val UiExecutorUpdateInterval: PositiveIntEntry = PositiveIntEntry(
     "spark.ballista.ui.executorUpdateInterval",
     default = 5000,

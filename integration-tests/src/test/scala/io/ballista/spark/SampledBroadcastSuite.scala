@@ -39,7 +39,14 @@ class SampledBroadcastSuite extends AnyFunSuite with BeforeAndAfterAll {
       .write
       .partitionBy("p")
       .parquet(dir.resolve("dim.parquet").toString)
-    Seq("fact", "dim").foreach { t =>
+    // Sorted by id in row groups of about 8000 rows.
+    spark
+      .range(0, 200000, 1, 1)
+      .selectExpr("id", "id % 10 AS g")
+      .write
+      .option("parquet.block.size", "65536")
+      .parquet(dir.resolve("sorted.parquet").toString)
+    Seq("fact", "dim", "sorted").foreach { t =>
       spark.read.parquet(dir.resolve(s"$t.parquet").toString).createOrReplaceTempView(t)
     }
   }
@@ -89,6 +96,20 @@ class SampledBroadcastSuite extends AnyFunSuite with BeforeAndAfterAll {
     assert(bothShuffled.subsetOf(exchanges(joinSql, sparkThreshold, threshold -> "10k")._1))
     val off = exchanges(joinSql, "spark.sql.autoBroadcastJoinThreshold" -> "-1")
     assert(bothShuffled.subsetOf(off._1))
+  }
+
+  test("a filter that keeps none of the sampled rows gives no estimate: no broadcast") {
+    // Ids 50000 to 50010 lie between the row groups sampled (the inferred filter on f.id also
+    // misses fact's samples): the sample says nothing of how many rows there are.
+    val sql = """SELECT f.id, s.g FROM fact f JOIN sorted s ON f.id = s.id
+      WHERE s.id BETWEEN 50000 AND 50010"""
+    // Both sides shuffled (adaptive execution may broadcast one after measuring it).
+    val (shuffles, _) = exchanges(sql, sparkThreshold, threshold -> "1m")
+    assert(shuffles == Set(Seq("id")), shuffles)
+    assert(sample("SELECT * FROM sorted WHERE id BETWEEN 50000 AND 50010").get.passed == 0)
+    // Where the samples are, the same filter makes the side small enough.
+    val sampled = sql.replace("50000 AND 50010", "0 AND 10")
+    assert(exchanges(sampled, sparkThreshold, threshold -> "1m") == ((Set.empty, 1)))
   }
 
   test("outer, semi and anti joins get a broadcast only of a side they can build from") {

@@ -101,6 +101,9 @@ case class SampledBroadcasts(session: SparkSession)
       fs <- Some(relation.relation).collect { case fs: HadoopFsRelation => fs }
       if sampleable(condition)
       sample <- SampledScanRows.sample(session, fs, relation.output, condition)
+      // No sampled row passing says little of the others (the rows the filter keeps may all
+      // lie between the samples, as in a table sorted by the filtered column): no estimate.
+      if sample.passed > 0
     } yield {
       val bytes = sample.upperRows * EstimationUtils.getSizePerRow(side.output).toDouble
       (bytes.toLong, sample)

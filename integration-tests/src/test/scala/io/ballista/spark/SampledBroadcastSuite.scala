@@ -151,6 +151,29 @@ class SampledBroadcastSuite extends AnyFunSuite with BeforeAndAfterAll {
     assert(none.passed == 0 && none.upperRows > 0 && none.upperRows < 100, none)
   }
 
+  test("a filter's sample is taken once per state of the table's files") {
+    val path = SparkFixture.tempDir("ballista-sampled-cache").resolve("grown.parquet").toString
+    def write(from: Long, to: Long): Unit = {
+      spark.conf.set("spark.ballista.enabled", "false")
+      spark
+        .range(from, to, 1, 1)
+        .selectExpr("id", "id % 10 AS g")
+        .write
+        .mode("append")
+        .parquet(path)
+      spark.read.parquet(path).createOrReplaceTempView("grown")
+    }
+    write(0, 10000)
+    val first = sample("SELECT * FROM grown WHERE g = 3").get
+    assert(first.tableRows == 10000.0)
+    // Another query's equal filter (other attribute ids) finds the same sample.
+    assert(sample("SELECT id FROM grown WHERE g = 3").get eq first)
+    assert(!(sample("SELECT * FROM grown WHERE g = 4").get eq first))
+    // One file more: a new sample, which counts its rows.
+    write(10000, 15000)
+    assert(sample("SELECT * FROM grown WHERE g = 3").get.tableRows == 15000.0)
+  }
+
   test("partition filters prune the files sampled; filters the engine cannot run are not") {
     // Only p = 1's files count: a third of the rows.
     val partition = sample("SELECT * FROM dim WHERE p = 1 AND cat = 7").get

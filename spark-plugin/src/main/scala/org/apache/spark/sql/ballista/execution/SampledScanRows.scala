@@ -20,13 +20,16 @@ import org.apache.parquet.hadoop.util.HadoopInputFile
 import org.apache.spark.internal.Logging
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative, TypeSerde}
+import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{
   And,
   Attribute,
+  AttributeSeq,
   AttributeSet,
   Expression,
   PredicateHelper
 }
+import org.apache.spark.sql.catalyst.plans.QueryPlan
 import org.apache.spark.sql.execution.datasources.HadoopFsRelation
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
 import org.apache.spark.sql.types.StructType
@@ -81,7 +84,6 @@ object SampledScanRows extends Logging with PredicateHelper {
       )
     if (dataFilters.isEmpty) return None
     val read = dataAttrs.filter(a => dataFilters.exists(_.references.contains(a)))
-    val start = System.nanoTime()
     try {
       val files = relation.location
         .listFiles(partitionFilters, Nil)
@@ -89,75 +91,18 @@ object SampledScanRows extends Logging with PredicateHelper {
         .sortBy(_._1.getPath.toString)
       if (files.isEmpty) return Some(Sample(0, 0, 0))
       if (files.exists(f => Option(f._1.getPath.toUri.getScheme).exists(_ != "file"))) return None
-      val scanOutput = read ++ partitionAttrs
-      val scan = ParquetScan
-        .newBuilder()
-        .setDataSchema(TypeSerde.schema(StructType(read.map(a => relation.dataSchema(a.name)))))
-        .setPartitionSchema(TypeSerde.schema(relation.partitionSchema))
-        .setCaseSensitive(session.sessionState.conf.caseSensitiveAnalysis)
-        .build()
-      val predicate = ExprSerde.toProto(dataFilters.reduce(And), scanOutput)
-      val hadoopConf = session.sessionState.newHadoopConfWithOptions(relation.options)
-      val sampledFiles = spread(files, Samples)
-      val footers = sampledFiles.map { case (f, _) => blocks(f, hadoopConf) }
-      val sampledBytes = sampledFiles.map(_._1.getLen).sum
-      val sampledRows = footers.flatten.map(_.getRowCount).sum
-      val totalBytes = files.map(_._1.getLen).sum
-      val tableRows =
-        if (sampledBytes == 0) 0.0 else sampledRows.toDouble * totalBytes / sampledBytes
-      val groups = spread(
-        sampledFiles.zip(footers).flatMap { case (file, bs) =>
-          bs.filter(_.getRowCount > 0).map(b => (file, b))
-        },
-        Samples
+      val conf = session.sessionState.conf
+      val key = CacheKey(
+        QueryPlan.normalizeExpressions(dataFilters.reduce(And), AttributeSeq(output)).canonicalized,
+        files.map { case (f, _) => (f.getPath.toString, f.getLen, f.getModificationTime) },
+        conf.sessionLocalTimeZone,
+        conf.caseSensitiveAnalysis
       )
-      NativeLibrary.load()
-      var scanned = 0L
-      var passed = 0L
-      groups.foreach { case ((status, values), block) =>
-        val first = block.getColumns.get(0)
-        val file = ScanFile
-          .newBuilder()
-          .setPath(status.getPath.toUri.toString)
-          .setStart(block.getStartingPos)
-          .setLength(math.max(1L, first.getTotalSize))
-          .setFileSize(status.getLen)
-          .setModificationTime(status.getModificationTime)
-        relation.partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
-          file.addPartitionValues(ExprSerde.literal(values.get(i, field.dataType), field.dataType))
-        }
-        val root = PlanNode
-          .newBuilder()
-          .setFilter(
-            PFilter
-              .newBuilder()
-              .setPredicate(predicate)
-              .setInput(
-                PlanNode
-                  .newBuilder()
-                  .setLimit(
-                    PLimit
-                      .newBuilder()
-                      .setLimit(RowsPerSample)
-                      .setInput(
-                        PlanNode
-                          .newBuilder()
-                          .setParquetScan(scan.toBuilder.addFiles(file))
-                      )
-                  )
-              )
-          )
-        val plan = Plan
-          .newBuilder()
-          .setRoot(root)
-          .setOutputSchema(TypeSerde.schema(scanOutput))
-          .setSessionTimezone(session.sessionState.conf.sessionLocalTimeZone)
-          .setBatchSize(RowsPerSample)
-          .build()
-        scanned += math.min(RowsPerSample.toLong, block.getRowCount)
-        passed += countRows(plan)
+      Option(cache.synchronized(cache.get(key))).orElse {
+        val sampled = run(session, relation, files, read, partitionAttrs, dataFilters)
+        cache.synchronized(cache.put(key, sampled))
+        Some(sampled)
       }
-      Some(Sample(scanned, passed, tableRows, (System.nanoTime() - start) / 1000000))
     } catch {
       case e: NotNative =>
         logDebug(s"Ballista: no sample of filter $condition: ${e.reason}")
@@ -166,6 +111,104 @@ object SampledScanRows extends Logging with PredicateHelper {
         logWarning(s"Ballista: sampling filter $condition failed, planning without it", e)
         None
     }
+  }
+
+  /**
+   * What identifies a sample: the filter (without its attributes' ids, so that another query's
+   * equal filter over the same table finds it), the files it read (a file written since, or
+   * one more, makes another key) and the settings its evaluation depends on.
+   */
+  final private case class CacheKey(
+      filter: Expression,
+      files: Seq[(String, Long, Long)],
+      timeZone: String,
+      caseSensitive: Boolean
+  )
+
+  /** The samples of the most recently planned filters: each costs 20 to 70 ms of planning. */
+  private val cache = new java.util.LinkedHashMap[CacheKey, Sample](64, 0.75f, true) {
+    override def removeEldestEntry(e: java.util.Map.Entry[CacheKey, Sample]): Boolean =
+      size() > 256
+  }
+
+  private def run(
+      session: SparkSession,
+      relation: HadoopFsRelation,
+      files: Seq[(FileStatus, InternalRow)],
+      read: Seq[Attribute],
+      partitionAttrs: Seq[Attribute],
+      dataFilters: Seq[Expression]
+  ): Sample = {
+    val start = System.nanoTime()
+    val scanOutput = read ++ partitionAttrs
+    val scan = ParquetScan
+      .newBuilder()
+      .setDataSchema(TypeSerde.schema(StructType(read.map(a => relation.dataSchema(a.name)))))
+      .setPartitionSchema(TypeSerde.schema(relation.partitionSchema))
+      .setCaseSensitive(session.sessionState.conf.caseSensitiveAnalysis)
+      .build()
+    val predicate = ExprSerde.toProto(dataFilters.reduce(And), scanOutput)
+    val hadoopConf = session.sessionState.newHadoopConfWithOptions(relation.options)
+    val sampledFiles = spread(files, Samples)
+    val footers = sampledFiles.map { case (f, _) => blocks(f, hadoopConf) }
+    val sampledBytes = sampledFiles.map(_._1.getLen).sum
+    val sampledRows = footers.flatten.map(_.getRowCount).sum
+    val totalBytes = files.map(_._1.getLen).sum
+    val tableRows =
+      if (sampledBytes == 0) 0.0 else sampledRows.toDouble * totalBytes / sampledBytes
+    val groups = spread(
+      sampledFiles.zip(footers).flatMap { case (file, bs) =>
+        bs.filter(_.getRowCount > 0).map(b => (file, b))
+      },
+      Samples
+    )
+    NativeLibrary.load()
+    var scanned = 0L
+    var passed = 0L
+    groups.foreach { case ((status, values), block) =>
+      val first = block.getColumns.get(0)
+      val file = ScanFile
+        .newBuilder()
+        .setPath(status.getPath.toUri.toString)
+        .setStart(block.getStartingPos)
+        .setLength(math.max(1L, first.getTotalSize))
+        .setFileSize(status.getLen)
+        .setModificationTime(status.getModificationTime)
+      relation.partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
+        file.addPartitionValues(ExprSerde.literal(values.get(i, field.dataType), field.dataType))
+      }
+      val root = PlanNode
+        .newBuilder()
+        .setFilter(
+          PFilter
+            .newBuilder()
+            .setPredicate(predicate)
+            .setInput(
+              PlanNode
+                .newBuilder()
+                .setLimit(
+                  PLimit
+                    .newBuilder()
+                    .setLimit(RowsPerSample)
+                    .setInput(
+                      PlanNode
+                        .newBuilder()
+                        .setParquetScan(scan.toBuilder.addFiles(file))
+                    )
+                )
+            )
+        )
+      val plan = Plan
+        .newBuilder()
+        .setRoot(root)
+        .setOutputSchema(TypeSerde.schema(scanOutput))
+        .setSessionTimezone(session.sessionState.conf.sessionLocalTimeZone)
+        .setBatchSize(RowsPerSample)
+        .build()
+      scanned += math.min(RowsPerSample.toLong, block.getRowCount)
+      passed += countRows(plan)
+    }
+    Sample(scanned, passed, tableRows, (System.nanoTime() - start) / 1000000)
   }
 
   /** Up to `n` elements spread evenly over `all`, first and last included. */

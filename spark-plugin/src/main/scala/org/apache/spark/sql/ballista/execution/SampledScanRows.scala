@@ -2,6 +2,7 @@ package org.apache.spark.sql.ballista.execution
 
 import scala.collection.JavaConverters._
 import scala.util.control.NonFatal
+import scala.util.hashing.MurmurHash3
 
 import io.ballista.spark.jni.{Allocators, NativeLibrary, NativePlan}
 import io.ballista.spark.proto.{
@@ -94,7 +95,7 @@ object SampledScanRows extends Logging with PredicateHelper {
       val conf = session.sessionState.conf
       val key = CacheKey(
         QueryPlan.normalizeExpressions(dataFilters.reduce(And), AttributeSeq(output)).canonicalized,
-        files.map { case (f, _) => (f.getPath.toString, f.getLen, f.getModificationTime) },
+        FilesDigest(files.map(_._1)),
         conf.sessionLocalTimeZone,
         conf.caseSensitiveAnalysis
       )
@@ -120,10 +121,25 @@ object SampledScanRows extends Logging with PredicateHelper {
    */
   final private case class CacheKey(
       filter: Expression,
-      files: Seq[(String, Long, Long)],
+      files: FilesDigest,
       timeZone: String,
       caseSensitive: Boolean
   )
+
+  /**
+   * A table's files in a few bytes (a key must not hold the listing of a table of many files):
+   * their number, total size and a hash of every path, size and modification time. Two
+   * listings mistaken for one would only cost a planning choice, never a result.
+   */
+  final private case class FilesDigest(count: Int, bytes: Long, hash: Int)
+
+  private object FilesDigest {
+    def apply(files: Seq[FileStatus]): FilesDigest = FilesDigest(
+      files.size,
+      files.map(_.getLen).sum,
+      MurmurHash3.seqHash(files.map(f => (f.getPath.toString, f.getLen, f.getModificationTime)))
+    )
+  }
 
   /** The samples of the most recently planned filters: each costs 20 to 70 ms of planning. */
   private val cache = new java.util.LinkedHashMap[CacheKey, Sample](64, 0.75f, true) {

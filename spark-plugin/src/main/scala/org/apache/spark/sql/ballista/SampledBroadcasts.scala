@@ -1,5 +1,7 @@
 package org.apache.spark.sql.ballista
 
+import scala.util.Try
+
 import io.ballista.spark.BallistaConf
 import org.apache.spark.sql.SparkSession
 import org.apache.spark.sql.ballista.execution.SampledScanRows
@@ -51,20 +53,29 @@ case class SampledBroadcasts(session: SparkSession)
       plan
     } else {
       plan.transformUpWithPruning(_.containsPattern(JOIN)) {
-        case j: Join
-            if j.hint == JoinHint.NONE && ExtractEquiJoinKeys.unapply(j).isDefined &&
-              !canBroadcastBySize(j.left, conf) && !canBroadcastBySize(j.right, conf) =>
+        case j: Join if j.hint == JoinHint.NONE && ExtractEquiJoinKeys.unapply(j).isDefined =>
           val left = Some(j.left).filter(_ => canBuildBroadcastLeft(j.joinType))
           val right = Some(j.right).filter(_ => canBuildBroadcastRight(j.joinType))
-          val small = Seq(left.map(_ -> true), right.map(_ -> false)).flatten.flatMap {
-            case (side, isLeft) =>
-              val other = if (isLeft) j.right else j.left
-              estimatedBytes(side)
-                .filter { case (b, _) =>
-                  b <= threshold && BigInt(b) * OtherSideRatio <= other.stats.sizeInBytes
-                }
-                .map(_ -> isLeft)
+          val candidates = Seq(left.map(_ -> true), right.map(_ -> false)).flatten.flatMap {
+            case (side, isLeft) => filteredScan(side).map(scan => (side, scan, isLeft))
           }
+          // Spark's sizes only once a side may be sampled (not every plan reports one yet).
+          lazy val sparkBroadcasts = Try(
+            canBroadcastBySize(j.left, conf) || canBroadcastBySize(j.right, conf)
+          ).getOrElse(true)
+          val small =
+            if (candidates.isEmpty || sparkBroadcasts) Nil
+            else {
+              candidates.flatMap { case (side, scan, isLeft) =>
+                val other = if (isLeft) j.right else j.left
+                estimatedBytes(side, scan)
+                  .filter { case (b, _) =>
+                    b <= threshold &&
+                    Try(BigInt(b) * OtherSideRatio <= other.stats.sizeInBytes).getOrElse(false)
+                  }
+                  .map(_ -> isLeft)
+              }
+            }
           if (small.isEmpty) j
           else {
             val ((bytes, sample), isLeft) = small.minBy(_._1._1)
@@ -86,11 +97,14 @@ case class SampledBroadcasts(session: SparkSession)
    */
   private val OtherSideRatio = 8
 
-  /**
-   * Spark's size of the rows a filtered Parquet scan keeps, with the sample it comes from;
-   * None for other plans.
-   */
-  private def estimatedBytes(side: LogicalPlan): Option[(Long, SampledScanRows.Sample)] = {
+  /** A filter over a file table's scan, under a projection or not, the shape sampled. */
+  final private case class FilteredScan(
+      condition: Expression,
+      scan: LogicalRelation,
+      fs: HadoopFsRelation
+  )
+
+  private def filteredScan(side: LogicalPlan): Option[FilteredScan] = {
     val filter = side match {
       case Project(list, f: Filter) if list.forall(_.deterministic) => Some(f)
       case f: Filter => Some(f)
@@ -100,7 +114,21 @@ case class SampledBroadcasts(session: SparkSession)
       Filter(condition, relation: LogicalRelation) <- filter
       fs <- Some(relation.relation).collect { case fs: HadoopFsRelation => fs }
       if sampleable(condition)
-      sample <- SampledScanRows.sample(session, fs, relation.output, condition)
+    } yield FilteredScan(condition, relation, fs)
+  }
+
+  /** Spark's size of the rows `side`'s filtered scan keeps, with the sample it comes from. */
+  private def estimatedBytes(
+      side: LogicalPlan,
+      filtered: FilteredScan
+  ): Option[(Long, SampledScanRows.Sample)] =
+    for {
+      sample <- SampledScanRows.sample(
+        session,
+        filtered.fs,
+        filtered.scan.output,
+        filtered.condition
+      )
       // No sampled row passing says little of the others (the rows the filter keeps may all
       // lie between the samples, as in a table sorted by the filtered column): no estimate.
       if sample.passed > 0
@@ -108,7 +136,6 @@ case class SampledBroadcasts(session: SparkSession)
       val bytes = sample.upperRows * EstimationUtils.getSizePerRow(side.output).toDouble
       (bytes.toLong, sample)
     }
-  }
 
   private def sampleable(condition: Expression): Boolean =
     condition.deterministic && !SubqueryExpression.hasSubquery(condition)

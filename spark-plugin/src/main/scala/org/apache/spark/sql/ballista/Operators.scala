@@ -37,7 +37,6 @@ import org.apache.spark.sql.execution.joins.{
   ShuffledHashJoinExec,
   SortMergeJoinExec
 }
-import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
 import org.apache.spark.sql.execution.window.WindowExec
 import org.apache.spark.sql.internal.SQLConf
 import org.apache.spark.sql.types.StructType
@@ -227,13 +226,7 @@ object Operators {
 
   private def parquetScan(scan: FileSourceScanExec): BallistaExec = {
     val relation = scan.relation
-    if (relation.fileFormat.getClass != classOf[ParquetFileFormat]) {
-      NotNative(s"file format ${relation.fileFormat} is not supported natively")
-    }
-    val schemes = relation.location.rootPaths.map(p => Option(p.toUri.getScheme).getOrElse("file"))
-    schemes
-      .find(_ != "file")
-      .foreach(s => NotNative(s"file system '$s' is not supported natively yet"))
+    BallistaParquetScanExec.requireNativeReadable(relation)
     scan.partitionFilters.flatMap(_.find(_.isInstanceOf[PlanExpression[_]])).foreach {
       case _: InSubqueryExec =>
       case other => NotNative(s"partition filter subquery ${other.prettyName}")

@@ -54,10 +54,13 @@ case class SampledBroadcasts(session: SparkSession)
     } else {
       plan.transformUpWithPruning(_.containsPattern(JOIN)) {
         case j: Join if j.hint == JoinHint.NONE && ExtractEquiJoinKeys.unapply(j).isDefined =>
-          val left = Some(j.left).filter(_ => canBuildBroadcastLeft(j.joinType))
-          val right = Some(j.right).filter(_ => canBuildBroadcastRight(j.joinType))
-          val candidates = Seq(left.map(_ -> true), right.map(_ -> false)).flatten.flatMap {
-            case (side, isLeft) => filteredScan(side).map(scan => (side, scan, isLeft))
+          // (side, the other side, whether the side is the left one) for the sides it can build.
+          val buildable = Seq(
+            (j.left, j.right, true, canBuildBroadcastLeft(j.joinType)),
+            (j.right, j.left, false, canBuildBroadcastRight(j.joinType))
+          ).collect { case (side, other, isLeft, true) => (side, other, isLeft) }
+          val candidates = buildable.flatMap { case (side, other, isLeft) =>
+            filteredScan(side).map(scan => (side, other, scan, isLeft))
           }
           // Spark's sizes only once a side may be sampled (not every plan reports one yet).
           lazy val sparkBroadcasts = Try(
@@ -66,8 +69,7 @@ case class SampledBroadcasts(session: SparkSession)
           val small =
             if (candidates.isEmpty || sparkBroadcasts) Nil
             else {
-              candidates.flatMap { case (side, scan, isLeft) =>
-                val other = if (isLeft) j.right else j.left
+              candidates.flatMap { case (side, other, scan, isLeft) =>
                 estimatedBytes(side, scan)
                   .filter { case (b, _) =>
                     b <= threshold &&

@@ -17,7 +17,8 @@ import io.ballista.spark.proto.{
   Sort => PSort,
   SortOrder => PSortOrder
 }
-import org.apache.spark.sql.ballista.serde.{ExprSerde, TypeSerde}
+import org.apache.spark.sql.ballista.serde.{ExprSerde, NotNative, TypeSerde}
+import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{
   Ascending,
   Attribute,
@@ -40,8 +41,10 @@ import org.apache.spark.sql.execution.{
   UnaryExecNode
 }
 import org.apache.spark.sql.execution.aggregate.{BaseAggregateExec, SortAggregateExec}
-import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD}
+import org.apache.spark.sql.execution.datasources.{FilePartition, FileScanRDD, HadoopFsRelation}
+import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
 import org.apache.spark.sql.execution.metric.SQLMetric
+import org.apache.spark.sql.types.StructType
 
 /** Spark's Parquet `FileSourceScanExec`, read natively over the same file splits. */
 case class BallistaParquetScanExec(
@@ -127,20 +130,55 @@ case class BallistaParquetScanExec(
   def scanFiles(partition: Int): Seq[ScanFile] = {
     val partitionSchema = original.relation.partitionSchema
     filePartitions(partition).files.toSeq.map { file =>
-      val f = ScanFile
-        .newBuilder()
-        .setPath(file.toPath.toUri.toString)
-        .setStart(file.start)
-        .setLength(file.length)
-        .setFileSize(file.fileSize)
-        .setModificationTime(file.modificationTime)
-      partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
-        f.addPartitionValues(
-          ExprSerde.literal(file.partitionValues.get(i, field.dataType), field.dataType)
-        )
-      }
-      f.build()
+      BallistaParquetScanExec.scanFile(
+        file.toPath.toUri.toString,
+        file.start,
+        file.length,
+        file.fileSize,
+        file.modificationTime,
+        file.partitionValues,
+        partitionSchema
+      )
     }
+  }
+}
+
+object BallistaParquetScanExec {
+
+  /** Fails with the reason (`NotNative`) where the native scan cannot read `relation`. */
+  def requireNativeReadable(relation: HadoopFsRelation): Unit = {
+    if (relation.fileFormat.getClass != classOf[ParquetFileFormat]) {
+      NotNative(s"file format ${relation.fileFormat} is not supported natively")
+    }
+    val schemes = relation.location.rootPaths.map(p => Option(p.toUri.getScheme).getOrElse("file"))
+    schemes
+      .find(_ != "file")
+      .foreach(s => NotNative(s"file system '$s' is not supported natively yet"))
+  }
+
+  /** The byte range `start`, `length` of a file, with its partition's values, for a scan. */
+  def scanFile(
+      path: String,
+      start: Long,
+      length: Long,
+      fileSize: Long,
+      modificationTime: Long,
+      partitionValues: InternalRow,
+      partitionSchema: StructType
+  ): ScanFile = {
+    val f = ScanFile
+      .newBuilder()
+      .setPath(path)
+      .setStart(start)
+      .setLength(length)
+      .setFileSize(fileSize)
+      .setModificationTime(modificationTime)
+    partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
+      f.addPartitionValues(
+        ExprSerde.literal(partitionValues.get(i, field.dataType), field.dataType)
+      )
+    }
+    f.build()
   }
 }
 

@@ -5,14 +5,7 @@ import scala.util.control.NonFatal
 import scala.util.hashing.MurmurHash3
 
 import io.ballista.spark.jni.{Allocators, NativeLibrary, NativePlan}
-import io.ballista.spark.proto.{
-  Filter => PFilter,
-  Limit => PLimit,
-  ParquetScan,
-  Plan,
-  PlanNode,
-  ScanFile
-}
+import io.ballista.spark.proto.{Filter => PFilter, Limit => PLimit, ParquetScan, Plan, PlanNode}
 import org.apache.hadoop.conf.Configuration
 import org.apache.hadoop.fs.FileStatus
 import org.apache.parquet.hadoop.ParquetFileReader
@@ -32,7 +25,6 @@ import org.apache.spark.sql.catalyst.expressions.{
 }
 import org.apache.spark.sql.catalyst.plans.QueryPlan
 import org.apache.spark.sql.execution.datasources.HadoopFsRelation
-import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat
 import org.apache.spark.sql.types.StructType
 
 /**
@@ -76,7 +68,6 @@ object SampledScanRows extends Logging with PredicateHelper {
       output: Seq[Attribute],
       condition: Expression
   ): Option[Sample] = {
-    if (relation.fileFormat.getClass != classOf[ParquetFileFormat]) return None
     val partitionAttrs = output.filter(a => relation.partitionSchema.fieldNames.contains(a.name))
     val dataAttrs = output.filterNot(partitionAttrs.contains)
     val (partitionFilters, dataFilters) =
@@ -84,23 +75,24 @@ object SampledScanRows extends Logging with PredicateHelper {
         _.references.subsetOf(AttributeSet(partitionAttrs))
       )
     if (dataFilters.isEmpty) return None
+    val filter = dataFilters.reduce(And)
     val read = dataAttrs.filter(a => dataFilters.exists(_.references.contains(a)))
     try {
+      BallistaParquetScanExec.requireNativeReadable(relation)
       val files = relation.location
         .listFiles(partitionFilters, Nil)
         .flatMap(dir => dir.files.map(f => (f.fileStatus, dir.values)))
         .sortBy(_._1.getPath.toString)
       if (files.isEmpty) return Some(Sample(0, 0, 0))
-      if (files.exists(f => Option(f._1.getPath.toUri.getScheme).exists(_ != "file"))) return None
       val conf = session.sessionState.conf
       val key = CacheKey(
-        QueryPlan.normalizeExpressions(dataFilters.reduce(And), AttributeSeq(output)).canonicalized,
+        QueryPlan.normalizeExpressions(filter, AttributeSeq(output)).canonicalized,
         FilesDigest(files.map(_._1)),
         conf.sessionLocalTimeZone,
         conf.caseSensitiveAnalysis
       )
       Option(cache.synchronized(cache.get(key))).orElse {
-        val sampled = run(session, relation, files, read, partitionAttrs, dataFilters)
+        val sampled = run(session, relation, files, read, partitionAttrs, filter)
         cache.synchronized(cache.put(key, sampled))
         Some(sampled)
       }
@@ -153,7 +145,7 @@ object SampledScanRows extends Logging with PredicateHelper {
       files: Seq[(FileStatus, InternalRow)],
       read: Seq[Attribute],
       partitionAttrs: Seq[Attribute],
-      dataFilters: Seq[Expression]
+      filter: Expression
   ): Sample = {
     val start = System.nanoTime()
     val scanOutput = read ++ partitionAttrs
@@ -163,7 +155,7 @@ object SampledScanRows extends Logging with PredicateHelper {
       .setPartitionSchema(TypeSerde.schema(relation.partitionSchema))
       .setCaseSensitive(session.sessionState.conf.caseSensitiveAnalysis)
       .build()
-    val predicate = ExprSerde.toProto(dataFilters.reduce(And), scanOutput)
+    val predicate = ExprSerde.toProto(filter, scanOutput)
     val hadoopConf = session.sessionState.newHadoopConfWithOptions(relation.options)
     val sampledFiles = spread(files, Samples)
     val footers = sampledFiles.map { case (f, _) => blocks(f, hadoopConf) }
@@ -182,41 +174,28 @@ object SampledScanRows extends Logging with PredicateHelper {
     var scanned = 0L
     var passed = 0L
     groups.foreach { case ((status, values), block) =>
-      val first = block.getColumns.get(0)
-      val file = ScanFile
-        .newBuilder()
-        .setPath(status.getPath.toUri.toString)
-        .setStart(block.getStartingPos)
-        .setLength(math.max(1L, first.getTotalSize))
-        .setFileSize(status.getLen)
-        .setModificationTime(status.getModificationTime)
-      relation.partitionSchema.fields.zipWithIndex.foreach { case (field, i) =>
-        file.addPartitionValues(ExprSerde.literal(values.get(i, field.dataType), field.dataType))
-      }
-      val root = PlanNode
-        .newBuilder()
-        .setFilter(
-          PFilter
-            .newBuilder()
-            .setPredicate(predicate)
-            .setInput(
-              PlanNode
-                .newBuilder()
-                .setLimit(
-                  PLimit
-                    .newBuilder()
-                    .setLimit(RowsPerSample)
-                    .setInput(
-                      PlanNode
-                        .newBuilder()
-                        .setParquetScan(scan.toBuilder.addFiles(file))
-                    )
-                )
-            )
-        )
+      // The row group's first column chunk holds its start: the byte range reads it alone.
+      val file = BallistaParquetScanExec.scanFile(
+        status.getPath.toUri.toString,
+        block.getStartingPos,
+        math.max(1L, block.getColumns.get(0).getTotalSize),
+        status.getLen,
+        status.getModificationTime,
+        values,
+        relation.partitionSchema
+      )
+      val scanNode = PlanNode.newBuilder().setParquetScan(scan.toBuilder.addFiles(file))
+      val limitNode =
+        PlanNode
+          .newBuilder()
+          .setLimit(PLimit.newBuilder().setLimit(RowsPerSample).setInput(scanNode))
+      val filterNode =
+        PlanNode
+          .newBuilder()
+          .setFilter(PFilter.newBuilder().setPredicate(predicate).setInput(limitNode))
       val plan = Plan
         .newBuilder()
-        .setRoot(root)
+        .setRoot(filterNode)
         .setOutputSchema(TypeSerde.schema(scanOutput))
         .setSessionTimezone(session.sessionState.conf.sessionLocalTimeZone)
         .setBatchSize(RowsPerSample)

@@ -126,7 +126,7 @@ object BallistaConf {
       "read natively while the query is planned, puts it at most this size (as Spark sizes " +
       "rows) and at most an eighth of the other side. Spark, without column statistics, sizes " +
       "it as the whole scan and shuffles both sides. 0: no sampling.",
-    default = "16m"
+    default = "32m"
   )
 
   val UiExecutorUpdateInterval: PositiveIntEntry = PositiveIntEntry(

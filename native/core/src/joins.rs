@@ -24,6 +24,7 @@ use crate::expressions::create_physical_expr;
 use crate::expressions::normalize::normalize_if_float;
 
 mod not_in;
+pub mod shared_build;
 
 pub use not_in::NotInJoinExec;
 
@@ -125,6 +126,42 @@ pub fn hash_join(
     left: Arc<dyn ExecutionPlan>,
     right: Arc<dyn ExecutionPlan>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
+    hash_join_in_mode(join, left, right, PartitionMode::Partitioned)
+}
+
+/// Whether Spark's right input is the one `join` builds its hash table from.
+fn builds_right(join: &pb::HashJoin) -> Result<bool> {
+    Ok(pb::BuildSide::try_from(join.build_side)
+        .map_err(|_| datafusion::common::plan_datafusion_err!("unknown build side"))?
+        == pb::BuildSide::Right)
+}
+
+/// Whether `join` outputs rows of its build side once all its input was probed (the
+/// unmatched ones of an outer join, the kept ones of a semi or anti join of that side).
+fn output_at_end(join: &pb::HashJoin) -> Result<bool> {
+    let spark_type = join_type(join.join_type)?;
+    let built = if builds_right(join)? {
+        swap_join_type(spark_type)
+    } else {
+        spark_type
+    };
+    Ok(matches!(
+        built,
+        JoinType::Left
+            | JoinType::LeftAnti
+            | JoinType::LeftSemi
+            | JoinType::LeftMark
+            | JoinType::Full
+    ))
+}
+
+/// [`hash_join`] with DataFusion's `mode`: `CollectLeft` shares one build among executions.
+fn hash_join_in_mode(
+    join: &pb::HashJoin,
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
+    mode: PartitionMode,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let spark_type = join_type(join.join_type)?;
     let (left_schema, right_schema) = (left.schema(), right.schema());
     let on = join_keys(
@@ -143,9 +180,7 @@ pub fn hash_join(
             return plan_err!("null-aware anti join with an extra condition");
         }
     }
-    let build_right = pb::BuildSide::try_from(join.build_side)
-        .map_err(|_| datafusion::common::plan_datafusion_err!("unknown build side"))?
-        == pb::BuildSide::Right;
+    let build_right = builds_right(join)?;
     if join.null_aware && build_right {
         let Some((left_key, right_key)) = on.into_iter().next() else {
             return plan_err!("a null-aware join must have one key");
@@ -170,7 +205,7 @@ pub fn hash_join(
     };
     builder
         .with_filter(filter)
-        .with_partition_mode(PartitionMode::Partitioned)
+        .with_partition_mode(mode)
         .with_null_equality(NullEquality::NullEqualsNothing)
         .with_null_aware(join.null_aware)
         .build_exec()

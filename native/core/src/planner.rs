@@ -28,7 +28,7 @@ use crate::expand::ExpandExec;
 use crate::expressions::normalize::normalize_if_float;
 use crate::expressions::{create_physical_expr, required};
 use crate::input::{BatchSource, InputExec};
-use crate::joins::{hash_join, sort_merge_join};
+use crate::joins::{hash_join, shared_build, sort_merge_join};
 use crate::memory::NodeMemoryPool;
 use crate::metrics::MeteredNodes;
 use crate::scan::{parquet_scan, string_views};
@@ -253,7 +253,12 @@ impl PhysicalPlanner {
             Kind::HashJoin(join) => {
                 let left = self.create_plan(required(&join.left, "hash join left")?)?;
                 let right = self.create_plan(required(&join.right, "hash join right")?)?;
-                hash_join(join, left, right)
+                match shared_build::shared_key(join)? {
+                    Some(key) => {
+                        shared_build::shared_hash_join(join, &key, left, right, self.batch_size)
+                    }
+                    None => hash_join(join, left, right),
+                }
             }
             Kind::SortMergeJoin(join) => {
                 let left = self.create_plan(required(&join.left, "sort-merge join left")?)?;

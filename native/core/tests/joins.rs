@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::array::{BinaryArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use arrow::ipc::writer::StreamWriter;
 use ballista_spark_core::execution::TaskExecution;
 use ballista_spark_core::input::BatchSource;
 use ballista_spark_proto as pb;
@@ -241,6 +243,112 @@ fn hash_join_every_type_build_side_and_condition() -> Result<()> {
                     expected(join_type, with_condition),
                     "{join_type:?} build {build_side:?} condition {with_condition}"
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `batches` as a broadcast reaches a task: one Arrow IPC stream in a binary column.
+fn broadcast_blocks(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+    let mut stream = vec![];
+    let mut writer = StreamWriter::try_new(&mut stream, &batches[0].schema()).unwrap();
+    for batch in batches {
+        writer.write(batch).unwrap();
+    }
+    writer.finish().unwrap();
+    drop(writer);
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "data",
+        DataType::Binary,
+        false,
+    )]));
+    let data = BinaryArray::from_vec(vec![stream.as_slice()]);
+    vec![RecordBatch::try_new(schema, vec![Arc::new(data)]).unwrap()]
+}
+
+/// A source counting the batches taken from it.
+struct CountingSource {
+    inner: Arc<dyn BatchSource>,
+    taken: Arc<AtomicUsize>,
+}
+
+impl BatchSource for CountingSource {
+    fn next_batch(&self) -> Result<Option<RecordBatch>> {
+        let batch = self.inner.next_batch()?;
+        if batch.is_some() {
+            self.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(batch)
+    }
+}
+
+#[test]
+fn broadcast_hash_table_shared_by_tasks() -> Result<()> {
+    use pb::JoinType::*;
+    for join_type in ALL_JOIN_TYPES {
+        for build_side in [pb::BuildSide::Left, pb::BuildSide::Right] {
+            for with_condition in [false, true] {
+                let case = format!("{join_type:?} build {build_side:?} condition {with_condition}");
+                let build_right = build_side == pb::BuildSide::Right;
+                // The broadcast side read as encoded blocks, marked as shared.
+                let side = |index: u32, fields: Vec<pb::Field>, build: bool| {
+                    if !build {
+                        return input(index, fields);
+                    }
+                    node(pb::plan_node::Kind::IpcReader(Box::new(pb::IpcReader {
+                        input: Some(Box::new(input(
+                            index,
+                            vec![field("data", ty(pb::TypeId::Binary))],
+                        ))),
+                        schema: Some(schema(fields)),
+                        shared_key: format!("test-app/broadcast-{case}"),
+                    })))
+                };
+                let root = node(pb::plan_node::Kind::HashJoin(Box::new(pb::HashJoin {
+                    left: Some(Box::new(side(0, left_fields(), !build_right))),
+                    right: Some(Box::new(side(1, right_fields(), build_right))),
+                    left_keys: vec![col(0, ty(pb::TypeId::Int64))],
+                    right_keys: vec![col(0, ty(pb::TypeId::Int64))],
+                    join_type: join_type as i32,
+                    build_side: build_side as i32,
+                    condition: with_condition.then(condition),
+                    null_aware: false,
+                })));
+                // Three tasks, each with its own copy of the broadcast and its own rows.
+                let mut broadcast_batches_read = vec![];
+                for task in 0..3 {
+                    let taken = Arc::new(AtomicUsize::new(0));
+                    let (left, right) = (left_batches(), right_batches());
+                    let broadcast = |batches: &[RecordBatch]| -> Arc<dyn BatchSource> {
+                        Arc::new(CountingSource {
+                            inner: source(broadcast_blocks(batches)),
+                            taken: Arc::clone(&taken),
+                        })
+                    };
+                    let sources = if build_right {
+                        vec![source(left), broadcast(&right)]
+                    } else {
+                        vec![broadcast(&left), source(right)]
+                    };
+                    let out = run(&plan(root.clone(), output_fields(join_type)), sources)?;
+                    assert_eq!(
+                        sorted_rows(&out),
+                        expected(join_type, with_condition),
+                        "{case}, task {task}"
+                    );
+                    broadcast_batches_read.push(taken.load(Ordering::Relaxed));
+                }
+                // Joins that output build rows at their end (the unmatched ones of the kept
+                // side, the survivors of a semi or anti join of it) build in every task.
+                let shared = match build_side {
+                    pb::BuildSide::Left => {
+                        !matches!(join_type, LeftOuter | LeftSemi | LeftAnti | FullOuter)
+                    }
+                    pb::BuildSide::Right => !matches!(join_type, RightOuter | FullOuter),
+                };
+                let expected_reads = if shared { [1, 0, 0] } else { [1, 1, 1] };
+                assert_eq!(broadcast_batches_read, expected_reads, "{case}");
             }
         }
     }

@@ -133,6 +133,7 @@ fn round_trip(
                 vec![field("data", ty(pb::TypeId::Binary))],
             ))),
             schema: Some(schema_of(data_fields())),
+            shared_key: String::new(),
         })));
         let out = run(&plan(root, data_fields()), vec![source(batches)])?;
         read.insert(partition, rows(&out));
@@ -416,6 +417,7 @@ fn bad_blocks_and_partitionings_are_errors() {
             vec![field("data", ty(pb::TypeId::Binary))],
         ))),
         schema: Some(schema_of(data_fields())),
+        shared_key: String::new(),
     })));
     assert!(
         run(

@@ -10,6 +10,7 @@ import org.apache.logging.log4j.core.{LogEvent, Logger => CoreLogger}
 import org.apache.logging.log4j.core.appender.AbstractAppender
 import org.apache.logging.log4j.core.config.Property
 import org.apache.spark.sql.{DataFrame, SparkSession}
+import org.apache.spark.sql.ballista.execution.BallistaParquetScanExec
 import org.apache.spark.sql.execution.SparkPlan
 import org.scalatest.concurrent.Eventually._
 import org.scalatest.funsuite.AnyFunSuite
@@ -119,6 +120,34 @@ class MetricsSuite extends AnyFunSuite {
       "SELECT k, count(*) FROM exploding WHERE id < 100 GROUP BY k",
       ordered = false
     )
+  }
+
+  test("a broadcast's hash table is built once per executor; each task counts its own rows") {
+    numbers("probed", 20000)
+    numbers("dims", 10)
+    // Small splits: the probing scan runs as many tasks, each joining with the broadcast.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "8k")
+    try {
+      val sql = "SELECT /*+ BROADCAST(d) */ p.id, d.id AS d FROM probed p JOIN dims d " +
+        "ON p.k = d.k WHERE d.id < 5"
+      var df: DataFrame = null
+      val logged = nativeLogDuring {
+        df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+      }
+      val plan = df.queryExecution.executedPlan
+      val tasks = SparkFixture
+        .operators(plan)
+        .collect { case s: BallistaParquetScanExec if s.output.size == 2 => s }
+        .map(_.filePartitions.size)
+        .max
+      assert(tasks > 2, s"$tasks tasks")
+      val shared = logged.filter(_.contains("shared by this process's tasks"))
+      assert(shared.size == 1, logged)
+      // The tasks' copies of the join share one table, but each reports only its own rows.
+      val join = native(df, "BallistaHashJoin")
+      assert(metric(join, "numOutputRows") == 10000)
+      assert(metric(join, "nativeTime") > 0)
+    } finally spark.conf.unset("spark.sql.files.maxPartitionBytes")
   }
 
   test("the counting allocator's peak is close to what the operators reserved") {

@@ -120,6 +120,16 @@ object BallistaConf {
       "becomes a hash join. 0 (default): a quarter of a task's share of off-heap memory."
   )
 
+  val SharedBuildMaxBytes: BytesEntry = BytesEntry(
+    "spark.ballista.join.sharedBuildMaxBytes",
+    "A native hash join building from a broadcast of at most this size (encoded, as Spark " +
+      "reports its data size) builds its hash table once per executor, shared by the tasks " +
+      "joining with it the same way, and held outside their memory as Spark holds its " +
+      "broadcast relations (dropped 30 s after its last use); larger broadcasts are built " +
+      "by each task in its own memory. 0: never shared.",
+    default = "64m"
+  )
+
   val SampledBroadcastThreshold: BytesEntry = BytesEntry(
     "spark.ballista.join.sampledBroadcastThreshold",
     "An equi-join side that is a filtered Parquet scan is broadcast when a sample of its rows, " +

@@ -63,7 +63,17 @@ private[ballista] case class FlightReadInput(rdd: FlightShuffleReadRDD) extends 
 private[ballista] case class BlockInput(rdd: RDD[Array[Byte]]) extends PartitionedInput
 
 /** Encoded Arrow IPC blocks that every task reads whole (a broadcast). */
-private[ballista] case class BroadcastInput(blocks: Broadcast[ArrowBlocks]) extends NativeInput
+private[ballista] case class BroadcastInput(blocks: Broadcast[ArrowBlocks]) extends NativeInput {
+
+  /**
+   * The name a native join may share the hash table it builds from these blocks under, in
+   * each executor (see `IpcReader.shared_key`), if they are at most `maxBytes`: broadcast ids
+   * restart with every SparkContext, which may follow another in the same process.
+   */
+  def sharedKey(sc: SparkContext, maxBytes: Long): Option[String] =
+    if (blocks.value.blocks.map(_.length.toLong).sum > maxBytes) None
+    else Some(s"${sc.applicationId}-${sc.startTime}/broadcast-${blocks.id}")
+}
 
 /**
  * One task of a native plan: the task's own part of the plan (a serialized `Plan` of only what
@@ -304,10 +314,17 @@ private[ballista] object NativePlanRDD extends Logging {
       .toMap
     val conf = root.conf
     val batchSize = BallistaConf.BatchSize.get(conf)
+    val maxShared = BallistaConf.SharedBuildMaxBytes.get(conf)
+    // Input index -> the key its broadcast's hash tables are shared under.
+    val sharedKeys = inputs.zipWithIndex.flatMap {
+      case (b: BroadcastInput, i) if maxShared > 0 =>
+        b.sharedKey(root.session.sparkContext, maxShared).map(i -> _)
+      case _ => None
+    }.toMap
 
     val shared = Plan
       .newBuilder()
-      .setRoot(build(root, inputLeaves, reads, metered))
+      .setRoot(build(root, inputLeaves, reads, metered, sharedKeys))
       .setOutputSchema(TypeSerde.schema(root.output))
       .setSessionTimezone(conf.sessionLocalTimeZone)
       .setBatchSize(batchSize)
@@ -446,7 +463,12 @@ private[ballista] object NativePlanRDD extends Logging {
   }
 
   /** The plan node reading input `index`; `encoded` IPC blocks are decoded natively. */
-  private def leafNode(index: Int, schema: PSchema, encoded: Boolean): PlanNode = {
+  private def leafNode(
+      index: Int,
+      schema: PSchema,
+      encoded: Boolean,
+      sharedKey: Option[String] = None
+  ): PlanNode = {
     def jvmInput(s: PSchema) =
       PlanNode.newBuilder().setJvmInput(JvmInput.newBuilder().setIndex(index).setSchema(s)).build()
     if (encoded) {
@@ -454,6 +476,7 @@ private[ballista] object NativePlanRDD extends Logging {
         new StructType().add(BlockBatchSource.DataColumn, BinaryType, nullable = false)
       )
       val reader = IpcReader.newBuilder().setInput(jvmInput(blocks)).setSchema(schema)
+      sharedKey.foreach(reader.setSharedKey)
       PlanNode.newBuilder().setIpcReader(reader).build()
     } else {
       jvmInput(schema)
@@ -467,11 +490,12 @@ private[ballista] object NativePlanRDD extends Logging {
       plan: SparkPlan,
       inputs: Seq[SparkPlan],
       reads: Map[Int, Int],
-      metered: IndexedSeq[BallistaExec]
+      metered: IndexedSeq[BallistaExec],
+      sharedKeys: Map[Int, String]
   ): PlanNode =
     plan match {
       case native: BallistaExec if !inputs.exists(_ eq native) =>
-        val children = native.children.map(build(_, inputs, reads, metered))
+        val children = native.children.map(build(_, inputs, reads, metered, sharedKeys))
         native
           .planNode(children)
           .toBuilder
@@ -483,7 +507,8 @@ private[ballista] object NativePlanRDD extends Logging {
         reads.get(index) match {
           case Some(readsIndex) =>
             FlightRead.planNode(readsIndex, schema, firstReadMetricsId(metered.size) + readsIndex)
-          case None => leafNode(index, schema, encoded = isBroadcast(other))
+          case None =>
+            leafNode(index, schema, encoded = isBroadcast(other), sharedKeys.get(index))
         }
     }
 }

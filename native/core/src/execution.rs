@@ -155,6 +155,7 @@ impl TaskExecution {
             )?),
             false => map_output_schema(),
         };
+        crate::joins::shared_build::expire_idle();
         let cancellation = Cancellation::default();
         let env = task_runtime(memory);
         let planner = PhysicalPlanner::new(batch_size, inputs)

@@ -12,7 +12,8 @@
 //! A shared table lives outside the tasks' memory pools, as Spark's broadcast relations live
 //! outside its execution memory; the JVM marks only broadcasts up to
 //! `spark.ballista.join.sharedBuildMaxBytes` (encoded), and a table is dropped once unused for
-//! [`IDLE`], or when the tables kept pass [`MAX_BYTES`] (the least recently used first).
+//! [`IDLE`] (checked as tasks start), or when the tables kept (decoded broadcasts and their
+//! hash tables) pass [`MAX_BYTES`], the least recently used first.
 
 use std::collections::HashMap;
 use std::fmt::{self, Formatter};
@@ -25,6 +26,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, internal_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::joins::PartitionMode;
@@ -43,16 +46,25 @@ use prost::Message;
 use super::{builds_right, hash_join_in_mode, output_at_end};
 
 /// How long a table nobody probes is kept.
-pub const IDLE: Duration = Duration::from_secs(30);
+pub const IDLE: Duration = Duration::from_secs(5);
 
-/// The most memory the kept tables' build sides may hold together.
+/// The most memory the kept tables (decoded broadcasts and hash tables) may hold together.
 pub const MAX_BYTES: usize = 512 << 20;
 
 /// A template join and what its build side holds.
 struct Entry {
     template: Arc<dyn ExecutionPlan>,
+    /// The decoded broadcast's bytes.
     bytes: usize,
+    /// The pool its hash table reserves from, alone.
+    table: Arc<dyn MemoryPool>,
     last_used: Instant,
+}
+
+impl Entry {
+    fn held(&self) -> usize {
+        self.bytes + self.table.reserved()
+    }
 }
 
 /// The templates by key; each key's slot is locked while its first task builds it, so that
@@ -102,9 +114,14 @@ pub fn shared_hash_join(
         (left, right)
     };
     let template = template(key, || {
+        let table: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::clone(&table))
+            .build_arc()?;
         let context = Arc::new(
             TaskContext::default()
-                .with_session_config(SessionConfig::new().with_batch_size(batch_size)),
+                .with_session_config(SessionConfig::new().with_batch_size(batch_size))
+                .with_runtime(runtime),
         );
         let batches = crate::execution::runtime()?
             .block_on(collect(Arc::clone(&build), Arc::clone(&context)))?;
@@ -125,16 +142,27 @@ pub fn shared_hash_join(
         // Executing the template once fixes the context its table is built under: this one,
         // outside any task. The table itself is built when a task first probes it.
         drop(template.execute(0, context)?);
-        Ok((template, bytes))
+        Ok(Entry {
+            template,
+            bytes,
+            table,
+            last_used: Instant::now(),
+        })
     })?;
     SharedBuildJoinExec::try_new(key.to_string(), &template, probe)
 }
 
-/// The template under `key`, made by `make` (with the bytes its build side holds) if absent.
-fn template(
-    key: &str,
-    make: impl FnOnce() -> Result<(Arc<dyn ExecutionPlan>, usize)>,
-) -> Result<Arc<dyn ExecutionPlan>> {
+/// Drops the shared tables unused for [`IDLE`], and the least recently used past
+/// [`MAX_BYTES`]; called as tasks start, so that a table outlives its last task by about
+/// that long while the executor runs tasks, and tables built since are counted.
+pub fn expire_idle() {
+    let mut templates = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
+    expire(&mut templates, Instant::now());
+    shrink(&mut templates, MAX_BYTES);
+}
+
+/// The template under `key`, made by `make` if absent.
+fn template(key: &str, make: impl FnOnce() -> Result<Entry>) -> Result<Arc<dyn ExecutionPlan>> {
     let slot = {
         let mut templates = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
         expire(&mut templates, Instant::now());
@@ -146,7 +174,7 @@ fn template(
         entry.last_used = now;
         return Ok(Arc::clone(&entry.template));
     }
-    let (template, bytes) = match make() {
+    let made = match make() {
         Ok(made) => made,
         Err(e) => {
             drop(entry);
@@ -154,11 +182,8 @@ fn template(
             return Err(e);
         }
     };
-    *entry = Some(Entry {
-        template: Arc::clone(&template),
-        bytes,
-        last_used: now,
-    });
+    let template = Arc::clone(&made.template);
+    *entry = Some(made);
     drop(entry);
     let mut templates = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
     shrink(&mut templates, MAX_BYTES);
@@ -182,7 +207,7 @@ fn shrink(templates: &mut HashMap<String, Slot>, max: usize) {
             .iter()
             .filter_map(|(key, slot)| {
                 let entry = slot.try_lock().ok()?;
-                entry.as_ref().map(|e| (key.clone(), e.bytes, e.last_used))
+                entry.as_ref().map(|e| (key.clone(), e.held(), e.last_used))
             })
             .collect();
         if built.iter().map(|(_, bytes, _)| bytes).sum::<usize>() <= max {
@@ -402,6 +427,7 @@ mod tests {
                 let entry = Entry {
                     template: Arc::new(EmptyExec::new(Arc::new(Schema::empty()))),
                     bytes: *bytes,
+                    table: Arc::new(UnboundedMemoryPool::default()),
                     last_used: *last_used,
                 };
                 (key.to_string(), Arc::new(Mutex::new(Some(entry))))

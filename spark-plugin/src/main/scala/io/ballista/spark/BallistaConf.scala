@@ -125,7 +125,7 @@ object BallistaConf {
     "A native hash join building from a broadcast of at most this size (encoded, as Spark " +
       "reports its data size) builds its hash table once per executor, shared by the tasks " +
       "joining with it the same way, and held outside their memory as Spark holds its " +
-      "broadcast relations (dropped 30 s after its last use); larger broadcasts are built " +
+      "broadcast relations (dropped 5 s after its last use); larger broadcasts are built " +
       "by each task in its own memory. 0: never shared.",
     default = "64m"
   )

@@ -161,13 +161,16 @@ pub fn expire_idle() {
     shrink(&mut templates, MAX_BYTES);
 }
 
-/// The template under `key`, made by `make` if absent.
+/// The template under `key`, made by `make` if absent (idle ones were dropped as the task
+/// started, by [`expire_idle`]).
 fn template(key: &str, make: impl FnOnce() -> Result<Entry>) -> Result<Arc<dyn ExecutionPlan>> {
-    let slot = {
-        let mut templates = TEMPLATES.lock().unwrap_or_else(PoisonError::into_inner);
-        expire(&mut templates, Instant::now());
-        Arc::clone(templates.entry(key.to_string()).or_default())
-    };
+    let slot = Arc::clone(
+        TEMPLATES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_string())
+            .or_default(),
+    );
     let mut entry = slot.lock().unwrap_or_else(PoisonError::into_inner);
     let now = Instant::now();
     if let Some(entry) = entry.as_mut() {
@@ -227,14 +230,6 @@ fn evict(key: &str) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(key);
-}
-
-/// The number of templates kept, for tests.
-pub fn kept() -> usize {
-    TEMPLATES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .len()
 }
 
 /// One task's copy of a shared join: to the plan, an operator over the task's probe side

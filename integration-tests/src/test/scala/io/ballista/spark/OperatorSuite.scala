@@ -321,6 +321,48 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
     } finally settings.keys.foreach(spark.conf.unset)
   }
 
+  test("native scans split files evenly over the slots, at most maxSplitBytes each") {
+    val plannedScans = (sql: String) =>
+      SparkFixture.operators(spark.sql(sql).queryExecution.executedPlan).collect {
+        case s: BallistaParquetScanExec => s
+      }
+    spark.conf.set("spark.sql.files.openCostInBytes", "512")
+    try {
+      Seq("SELECT id, d FROM big WHERE g > 10", "SELECT * FROM fact WHERE p < 5 AND v > 7")
+        .foreach { sql =>
+          val files = plannedScans(sql).head.original.selectedPartitions.toSeq.flatMap(_.files)
+          val bytes = files.map(_.getLen).sum
+          // About a third of the files per split: four splits (a multiple of the 2 slots).
+          val cap = (bytes + 512 * files.size) / 3
+          spark.conf.set("spark.ballista.scan.maxSplitBytes", cap.toString)
+          val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
+          val scans = SparkFixture.operators(df.queryExecution.executedPlan).collect {
+            case s: BallistaParquetScanExec => s
+          }
+          assert(scans.nonEmpty, sql)
+          scans.foreach { scan =>
+            val splitBytes = scan.filePartitions.map(_.files.map(_.length).sum)
+            assert(splitBytes.sum == bytes, s"every byte read once: $sql")
+            // Whole small files pack less evenly (fact: five files in five splits).
+            if (sql.contains("big")) assert(splitBytes.size == 4, s"$splitBytes: $sql")
+            assert(splitBytes.max <= cap, s"$splitBytes: $sql")
+          }
+          // Set by the application, Spark's split size is kept.
+          spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+          try {
+            plannedScans(sql).foreach { scan =>
+              val spark = scan.original.inputRDD.asInstanceOf[FileScanRDD].filePartitions
+              assert(scan.filePartitions.size == spark.size, sql)
+              assert(spark.size > 4, sql)
+            }
+          } finally spark.conf.unset("spark.sql.files.maxPartitionBytes")
+        }
+    } finally {
+      spark.conf.unset("spark.sql.files.openCostInBytes")
+      spark.conf.unset("spark.ballista.scan.maxSplitBytes")
+    }
+  }
+
   test("round-robin repartitioning starts each map task where Spark does") {
     // Rows per partition depend only on each task's start and row count, not on row order.
     check(

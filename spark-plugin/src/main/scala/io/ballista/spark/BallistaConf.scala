@@ -114,6 +114,17 @@ object BallistaConf {
     "spark.sql.optimizer.runtime.bloomFilter.numBits" -> "16777216"
   )
 
+  val ScanMaxSplitBytes: BytesEntry = BytesEntry(
+    "spark.ballista.scan.maxSplitBytes",
+    "The most file bytes one task of a native Parquet scan reads. The scan's files are split " +
+      "evenly over a multiple of the slots (spark.sql.files.minPartitionNum, or the default " +
+      "parallelism), as few as splits of at most this size allow. A native scan streams row " +
+      "groups, so its memory does not grow with its split, and fewer tasks spare the cost of " +
+      "starting each. 0, or spark.sql.files.maxPartitionBytes set by the application: " +
+      "Spark's own splits.",
+    default = "1g"
+  )
+
   val HashJoinMaxBuildBytes: BytesEntry = BytesEntry(
     "spark.ballista.join.hashJoinMaxBuildBytes",
     "The largest build-side partition (compressed shuffle bytes) for which a sort-merge join " +

@@ -187,7 +187,6 @@ mod tests {
     use super::*;
     use arrow::array::{RecordBatch, StringViewArray};
     use arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::datasource::listing::PartitionedFile;
     use datafusion::execution::cache::default_cache::DefaultCache;
     use parquet::arrow::ArrowWriter;
     use parquet::arrow::arrow_reader::ArrowReaderMetadata;

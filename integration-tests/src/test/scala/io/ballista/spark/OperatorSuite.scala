@@ -305,9 +305,7 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
       Seq("SELECT id, d FROM big WHERE g > 10", "SELECT * FROM fact WHERE p < 5 AND v > 7")
         .foreach { sql =>
           val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
-          val scans = SparkFixture.operators(df.queryExecution.executedPlan).collect {
-            case s: BallistaParquetScanExec => s
-          }
+          val scans = nativeScans(df.queryExecution.executedPlan)
           assert(scans.nonEmpty, sql)
           def splits(partitions: Seq[FilePartition]) = partitions.map { p =>
             p.index -> p.files.toSeq.map(f => (f.filePath, f.start, f.length, f.partitionValues))
@@ -322,10 +320,7 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
   }
 
   test("native scans split files evenly over the slots, at most maxSplitBytes each") {
-    val plannedScans = (sql: String) =>
-      SparkFixture.operators(spark.sql(sql).queryExecution.executedPlan).collect {
-        case s: BallistaParquetScanExec => s
-      }
+    val plannedScans = (sql: String) => nativeScans(spark.sql(sql).queryExecution.executedPlan)
     spark.conf.set("spark.sql.files.openCostInBytes", "512")
     try {
       Seq("SELECT id, d FROM big WHERE g > 10", "SELECT * FROM fact WHERE p < 5 AND v > 7")
@@ -336,9 +331,7 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
           val cap = (bytes + 512 * files.size) / 3
           spark.conf.set("spark.ballista.scan.maxSplitBytes", cap.toString)
           val df = SparkFixture.assertSameAsSpark(spark, sql, ordered = false)
-          val scans = SparkFixture.operators(df.queryExecution.executedPlan).collect {
-            case s: BallistaParquetScanExec => s
-          }
+          val scans = nativeScans(df.queryExecution.executedPlan)
           assert(scans.nonEmpty, sql)
           scans.foreach { scan =>
             val splitBytes = scan.filePartitions.map(_.files.map(_.length).sum)
@@ -470,6 +463,10 @@ class OperatorSuite extends AnyFunSuite with BeforeAndAfterAll {
       }
     } finally (settings.map(_._1) :+ ratio).foreach(spark.conf.unset)
   }
+
+  /** The native Parquet scans of `plan`. */
+  private def nativeScans(plan: SparkPlan): Seq[BallistaParquetScanExec] =
+    SparkFixture.operators(plan).collect { case s: BallistaParquetScanExec => s }
 
   /** The native filters of `plan` that test rows against a runtime Bloom filter. */
   private def runtimeFilterTests(plan: SparkPlan): Seq[SparkPlan] =
